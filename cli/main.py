@@ -1,0 +1,26 @@
+"""The `llm2vec` command: each sub-command lives in its own module and only parses arguments."""
+from __future__ import annotations
+
+import typer
+
+from llm2vec_plugins.cli import encode
+
+app = typer.Typer(
+    name="llm2vec",
+    help="Turn decoder-only LLMs into text encoders (LLM2Vec): encode, train, evaluate, index into Qdrant.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """Turn decoder-only LLMs into text encoders (LLM2Vec)."""
+
+
+encode.register(app)
+# Sub-command modules register themselves here, one line each.
+
+
+if __name__ == "__main__":
+    app()
