@@ -89,7 +89,8 @@ def check_bidirectional(
         >>> report.is_bidirectional
         True
     """
-    model = getattr(model, "model", model) if not hasattr(model, "config") else model
+    if not hasattr(model, "get_input_embeddings"):  # an LLM2Vec wrapper: check the HF model inside
+        model = model.model
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -129,6 +129,8 @@ class LLM2Vec(nn.Module):
     def tokenize(self, sentences: Sequence[Sentence]) -> dict[str, torch.Tensor]:
         """Tokenize and pad sentences into model inputs plus `embed_mask` (the pooled tokens)."""
         items = self._tokenize(sentences)
+        if not items:
+            raise ValueError("tokenize() needs at least one sentence")
         return pad_batch([t.input_ids for t in items], [t.embed_mask for t in items], self.tokenizer.pad_token_id)
 
     def _tokenize(self, sentences: Sequence[Sentence]):

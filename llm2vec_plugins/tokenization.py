@@ -80,6 +80,8 @@ def tokenize_texts(
     - A text whose characters produce no token of their own (only whitespace, with some tokenizers)
       is pooled over all its input tokens rather than yielding an empty mean.
     """
+    if not texts:
+        return []
     joined, starts = [], []
     for instruction, text in zip(instructions, texts):
         instruction = instruction.strip()

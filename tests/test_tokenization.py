@@ -1,0 +1,101 @@
+"""Instruction/text tokenization: one pass, offsets decide what is pooled, truncation and bad input."""
+import warnings
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from llm2vec_plugins.tokenization import split_sentences, tokenize_texts
+
+INSTRUCTION = "Retrieve semantically similar text:"
+TRICKY = ["!@#$%^&*() in the text", "[brackets] {braces} (parens)", "emoji 😀🎉 here", "中文字符 CJK", "   "]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_tokenizer_dir):
+    return AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+
+
+def _tok(tokenizer, instructions, texts, **kw):
+    opts = dict(max_length=512, doc_max_length=400, skip_instruction=True, pooling_mode="mean") | kw
+    return tokenize_texts(tokenizer, instructions, texts, **opts)
+
+
+def test_instruction_tokens_are_attended_but_not_pooled(tokenizer):
+    text = "A man is playing a guitar."
+    (item,) = _tok(tokenizer, [INSTRUCTION], [text])
+    n_instruction = len(tokenizer(INSTRUCTION, add_special_tokens=False)["input_ids"])
+    assert item.embed_mask[:n_instruction].sum() == 0
+    pooled = item.input_ids[item.embed_mask.astype(bool)]
+    assert tokenizer.decode(pooled).strip() == text
+    assert len(item) > item.embed_mask.sum()  # instruction tokens are in the input
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_texts_with_symbols_emoji_cjk_or_only_whitespace_are_pooled_exactly(tokenizer, text):
+    (item,) = _tok(tokenizer, [INSTRUCTION], [text])
+    pooled = item.input_ids[item.embed_mask.astype(bool)]
+    assert len(pooled) > 0
+    assert tokenizer.decode(pooled) in (text, " " + text)
+
+
+def test_without_instruction_all_text_tokens_are_pooled(tokenizer):
+    (item,) = _tok(tokenizer, [""], ["plain text here"])
+    assert item.embed_mask.all()
+
+
+def test_skip_instruction_false_pools_every_token(tokenizer):
+    (item,) = _tok(tokenizer, [INSTRUCTION], ["some text"], skip_instruction=False)
+    assert item.embed_mask.all()
+
+
+def test_doc_max_length_cuts_the_text_but_keeps_the_instruction(tokenizer):
+    text = "word " * 300
+    (item,) = _tok(tokenizer, [INSTRUCTION], [text], doc_max_length=20)
+    (full,) = _tok(tokenizer, [INSTRUCTION], ["x"])
+    assert item.embed_mask.sum() == 20
+    n_instruction = len(full) - full.embed_mask.sum()
+    assert np.array_equal(item.input_ids[:n_instruction], full.input_ids[:n_instruction])
+
+
+def test_max_length_truncates_with_one_warning(tokenizer):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = _tok(tokenizer, ["", ""], ["word " * 100, "word " * 200], max_length=16)
+    assert [len(i) for i in items] == [16, 16]
+    assert len([w for w in caught if "truncated" in str(w.message)]) == 1
+
+
+def test_eos_pooling_appends_eos_and_bos_pooling_prepends_bos(tokenizer):
+    (eos_item,) = _tok(tokenizer, [""], ["hello"], pooling_mode="eos_token")
+    (bos_item,) = _tok(tokenizer, [""], ["hello"], pooling_mode="bos_token")
+    assert eos_item.input_ids[-1] == tokenizer.eos_token_id
+    assert bos_item.input_ids[0] == tokenizer.bos_token_id
+    assert eos_item.embed_mask[-1] == 0 and bos_item.embed_mask[0] == 0
+
+
+def test_eos_is_kept_within_max_length(tokenizer):
+    (item,) = _tok(tokenizer, [""], ["word " * 100], pooling_mode="eos_token", max_length=10)
+    assert len(item) == 10 and item.input_ids[-1] == tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize(
+    "bad,error,match",
+    [
+        ([None], TypeError, "sentence 0"),
+        (["ok", 3], TypeError, "sentence 1"),
+        ([["only one"]], ValueError, "exactly"),
+        ([["a", "b", "c"]], ValueError, "exactly"),
+        ([[None, "text"]], TypeError, "instruction of sentence 0"),
+        ([["instr", None]], TypeError, "text of sentence 0"),
+        (["fine", ""], ValueError, "sentence 1 is empty"),
+        ("a bare string", TypeError, "wrap a single text"),
+    ],
+)
+def test_bad_input_names_the_problem(bad, error, match):
+    with pytest.raises(error, match=match):
+        split_sentences(bad)
+
+
+def test_pairs_may_be_lists_or_tuples():
+    assert split_sentences([("i", "t"), ["j", "u"], "v"]) == (["i", "j", ""], ["t", "u", "v"])
