@@ -167,15 +167,13 @@ def test_pickled_weights_are_never_loaded(tiny_llama_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_smollm2_batch_invariance_and_similarity(smollm2_dir):
+def test_smollm2_batch_invariance(smollm2_dir):
+    # Untrained bidirectional SmolLM2 is a poor encoder (the paper's point); only invariance is checked here.
     model = LLM2Vec.from_pretrained(smollm2_dir)
     texts = _mixed_texts(64)
     batched = model.encode(texts, batch_size=64)
+    assert np.isfinite(batched).all()
     assert min(_cos(batched[i], model.encode([texts[i]])[0]) for i in range(0, 64, 9)) >= 0.99999
-    a, b, c = model.encode([[INSTRUCTION, "A man is playing a guitar."],
-                            [INSTRUCTION, "A person plays the guitar."],
-                            [INSTRUCTION, "Stock markets fell sharply today."]], normalize_embeddings=True)
-    assert a @ b > a @ c
 
 
 @pytest.mark.slow
