@@ -14,6 +14,7 @@ from llm2vec_plugins.batching import TokenBudgetBatcher, pad_batch
 from llm2vec_plugins.config import LLM2VecConfig, PoolingMode
 from llm2vec_plugins.loading import attach_adapter, load_base_model
 from llm2vec_plugins.pooling import pool
+from llm2vec_plugins.templates import template_for
 from llm2vec_plugins.tokenization import Sentence, split_sentences, tokenize_texts
 
 
@@ -40,12 +41,15 @@ class LLM2Vec(nn.Module):
         max_length: int = 512,
         doc_max_length: int = 400,
         skip_instruction: bool = True,
+        template: tuple[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.settings = LLM2VecConfig(pooling_mode, max_length, doc_max_length, skip_instruction)
         self.config = model.config
+        # (prefix, suffix) of the chat turn an instruct checkpoint was trained with; see templates.py.
+        self.template = template
 
     # The reference exposes these as attributes; keep them readable and writable.
     pooling_mode = property(lambda self: self.settings.pooling_mode, lambda self, v: self._set("pooling_mode", v))
@@ -114,7 +118,7 @@ class LLM2Vec(nn.Module):
                 )
             if not enable_bidirectional and not report.is_causal:
                 raise RuntimeError(f"attention is not causal although enable_bidirectional=False ({report})")
-        return cls(model, tokenizer, **vars(settings))
+        return cls(model, tokenizer, **vars(settings), template=template_for(config_sources))
 
     @property
     def device(self) -> torch.device:
@@ -138,7 +142,7 @@ class LLM2Vec(nn.Module):
         return tokenize_texts(
             self.tokenizer, instructions, texts,
             max_length=self.max_length, doc_max_length=self.doc_max_length,
-            skip_instruction=self.skip_instruction, pooling_mode=self.pooling_mode,
+            skip_instruction=self.skip_instruction, pooling_mode=self.pooling_mode, template=self.template,
         )
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -70,6 +70,7 @@ def tokenize_texts(
     doc_max_length: int,
     skip_instruction: bool,
     pooling_mode: PoolingMode,
+    template: tuple[str, str] | None = None,
 ) -> list[TokenizedText]:
     """Tokenize instruction/text pairs in one batched call and mark the pooled tokens.
 
@@ -77,16 +78,23 @@ def tokenize_texts(
       (one warning per call when anything is cut).
     - eos_token pooling appends the tokenizer's EOS id (when the tokenizer did not add it);
       bos_token pooling prepends BOS likewise, so the pooled token really is that token.
+    - `template` = (prefix, suffix) wraps the input in a chat turn (instruct checkpoints); its tokens are
+      attended, never pooled.
     - A text whose characters produce no token of their own (only whitespace, with some tokenizers)
       is pooled over all its input tokens rather than yielding an empty mean.
     """
     if not texts:
         return []
-    joined, starts = [], []
+    prefix, suffix = template or ("", "")
+    joined, starts, stops = [], [], []
     for instruction, text in zip(instructions, texts):
         instruction = instruction.strip()
-        joined.append(f"{instruction} {text}" if instruction else text)
-        starts.append(len(instruction) + 1 if instruction else 0)
+        if template:  # as the reference: the wrapped input is stripped
+            text = text.rstrip() if instruction else text.strip()
+        body = f"{instruction} {text}" if instruction else text
+        joined.append(prefix + body + suffix)
+        starts.append(len(prefix) + (len(instruction) + 1 if instruction else 0))
+        stops.append(len(prefix) + len(body))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sequence longer than model_max_length": we cut below
         encoded = tokenizer(
@@ -105,13 +113,13 @@ def tokenize_texts(
     # Room kept for the token this pooling mode appends or prepends.
     reserve = 1 if pooling_mode in ("eos_token", "bos_token") else 0
     out, truncated = [], 0
-    for ids, offsets, special, start in zip(
-        encoded["input_ids"], encoded["offset_mapping"], encoded["special_tokens_mask"], starts
+    for ids, offsets, special, start, stop in zip(
+        encoded["input_ids"], encoded["offset_mapping"], encoded["special_tokens_mask"], starts, stops
     ):
         ids = np.asarray(ids, dtype=np.int64)
         special = np.asarray(special, dtype=bool)
-        ends = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 1]
-        in_text = ~special & (ends > start)
+        offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        in_text = ~special & (offsets[:, 1] > start) & (offsets[:, 0] < stop)
         keep = np.ones(len(ids), dtype=bool)
         text_rank = np.cumsum(in_text)
         if int(in_text.sum()) > doc_max_length:

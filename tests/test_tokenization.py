@@ -99,3 +99,21 @@ def test_bad_input_names_the_problem(bad, error, match):
 
 def test_pairs_may_be_lists_or_tuples():
     assert split_sentences([("i", "t"), ["j", "u"], "v"]) == (["i", "j", ""], ["t", "u", "v"])
+
+
+def test_chat_template_tokens_are_attended_but_not_pooled(tokenizer):
+    text = "A man is playing a guitar."
+    (item,) = _tok(tokenizer, [INSTRUCTION], [text + "  "], template=("[INST] ", " [/INST]"))
+    pooled = item.input_ids[item.embed_mask.astype(bool)]
+    assert tokenizer.decode(pooled).strip() == text
+    assert "[INST]" in tokenizer.decode(item.input_ids) and "[/INST]" in tokenizer.decode(item.input_ids)
+
+
+def test_template_is_detected_from_the_checkpoint_config(tmp_path):
+    import json
+
+    from llm2vec_plugins.templates import template_for
+
+    (tmp_path / "config.json").write_text(json.dumps({"_name_or_path": "mistralai/Mistral-7B-Instruct-v0.2"}))
+    assert template_for([str(tmp_path)]) == ("[INST] ", " [/INST]")
+    assert template_for(["/nowhere", "gpt2"]) is None
