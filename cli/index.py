@@ -1,0 +1,130 @@
+"""`llm2vec index` / `llm2vec search`: ingest files into a Qdrant collection and query it.
+
+Both only parse arguments; the work is in `llm2vec_plugins.integrations.qdrant`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from llm2vec_plugins.loading import DEFAULT_ENCODER
+from llm2vec_plugins.shared import DEFAULT_QUERY_INSTRUCTION
+
+# Options shared by both commands: they must name the same collection in the same store.
+_MODEL = typer.Option(DEFAULT_ENCODER, "--model", help="Encoder: alias, local folder, .gguf file or hub id.")
+_PEFT = typer.Option(None, "--peft-model", help="LoRA adapter applied on top of --model.")
+_COLLECTION = typer.Option(..., "--collection", "-c", help="Qdrant collection name.")
+_PATH = typer.Option(None, "--qdrant-path", help="Folder of the embedded Qdrant store (default ./qdrant_data).")
+_URL = typer.Option(None, "--qdrant-url", help="Qdrant server URL (instead of the embedded store).")
+_API_KEY = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant server API key.")
+_DTYPE = typer.Option("float32", help="float32 | bfloat16 | float16")
+_DEVICE = typer.Option(None, help="Torch device, e.g. cuda:0.")
+
+
+def _client(qdrant_path: Path | None, qdrant_url: str | None, api_key: str | None):
+    from llm2vec_plugins.integrations.qdrant import connect
+
+    try:
+        return connect(path=qdrant_path, url=qdrant_url, api_key=api_key)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    except RuntimeError as err:  # embedded store locked by another process
+        typer.echo(f"error: cannot open the Qdrant store: {err}", err=True)
+        raise typer.Exit(2) from err
+
+
+def index(
+    paths: list[Path] = typer.Argument(..., help="Files (.txt .md .jsonl .csv .parquet) and/or directories."),
+    collection: str = _COLLECTION,
+    model: str = _MODEL,
+    peft_model: str | None = _PEFT,
+    qdrant_path: Path | None = _PATH,
+    qdrant_url: str | None = _URL,
+    api_key: str | None = _API_KEY,
+    payload_layout: str = typer.Option("llm2vec", help="llm2vec | langchain | llamaindex: payload format, "
+                                                      "so that LangChain or LlamaIndex can query the collection."),
+    text_field: str = typer.Option("text", help="Text field / column of .jsonl, .csv and .parquet records."),
+    id_field: str | None = typer.Option(None, help="Record field holding a stable id (default: record number)."),
+    chunk_tokens: int = typer.Option(256, help="Chunk size in tokens (at most the encoder's doc_max_length)."),
+    chunk_overlap: int = typer.Option(32, help="Tokens shared by consecutive chunks."),
+    batch_size: int = typer.Option(32, help="Encoder batch size."),
+    recreate: bool = typer.Option(False, help="Delete and rebuild the collection."),
+    allow_skipped: bool = typer.Option(False, help="Exit 0 even if some files or records were skipped."),
+    dtype: str = _DTYPE,
+    device: str | None = _DEVICE,
+) -> None:
+    """Chunk, encode and store documents in a Qdrant collection; rerunning only adds what changed.
+
+    Point ids are deterministic, so the command is idempotent and can be rerun after an interruption.
+    Exits 1 if a file or record was skipped (unless --allow-skipped), 2 on a collection mismatch.
+    """
+    from llm2vec_plugins import LLM2Vec
+    from llm2vec_plugins.integrations.qdrant import CollectionMismatchError, QdrantIngestor
+
+    client = _client(qdrant_path, qdrant_url, api_key)
+    try:
+        encoder = LLM2Vec.from_pretrained(model, peft_model, dtype=dtype, device=device)
+        try:
+            ingestor = QdrantIngestor(encoder, client, collection, layout=payload_layout, chunk_tokens=chunk_tokens,
+                                      overlap=chunk_overlap, batch_size=batch_size, show_progress=True)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+        report = ingestor.ingest(paths, text_field=text_field, id_field=id_field, recreate=recreate)
+    except CollectionMismatchError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    finally:
+        client.close()
+    for skipped in report.skipped:
+        typer.echo(f"skipped {skipped.where}: {skipped.reason}", err=True)
+    typer.echo(
+        f"{report.documents} documents, {report.chunks} chunks: {report.encoded} encoded and stored, "
+        f"{report.unchanged} unchanged, {report.stale_deleted} stale removed, {len(report.skipped)} skipped "
+        f"({report.seconds:.1f} s, {report.chunks_per_second:.1f} chunks/s) -> collection {collection!r}"
+    )
+    if report.skipped and not allow_skipped:
+        raise typer.Exit(1)
+
+
+def search(
+    query: str = typer.Argument(..., help="The search query."),
+    collection: str = _COLLECTION,
+    k: int = typer.Option(10, "-k", "--top-k", min=1, help="Number of hits."),
+    model: str = _MODEL,
+    peft_model: str | None = _PEFT,
+    qdrant_path: Path | None = _PATH,
+    qdrant_url: str | None = _URL,
+    api_key: str | None = _API_KEY,
+    instruction: str = typer.Option(DEFAULT_QUERY_INSTRUCTION, help="Query instruction ('' for none)."),
+    as_json: bool = typer.Option(False, "--json", help="Print hits as a JSON list."),
+    dtype: str = _DTYPE,
+    device: str | None = _DEVICE,
+) -> None:
+    """Encode QUERY with the query instruction and print the k best chunks of a collection."""
+    from llm2vec_plugins import LLM2Vec
+    from llm2vec_plugins.integrations.qdrant import search as search_collection
+
+    client = _client(qdrant_path, qdrant_url, api_key)
+    try:
+        if not client.collection_exists(collection):
+            typer.echo(f"error: collection {collection!r} does not exist; create it with `llm2vec index`", err=True)
+            raise typer.Exit(2)
+        encoder = LLM2Vec.from_pretrained(model, peft_model, dtype=dtype, device=device)
+        hits = search_collection(encoder, client, collection, query, k, instruction=instruction or None)
+    finally:
+        client.close()
+    if as_json:
+        typer.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
+        return
+    for rank, hit in enumerate(hits, start=1):
+        where = f"{hit.metadata.get('source_id', '?')} [chunk {hit.metadata.get('chunk_index', '?')}]"
+        snippet = " ".join(hit.text.split())
+        snippet = snippet if len(snippet) <= 160 else snippet[:157] + "..."
+        typer.echo(f"{rank:>3}. {hit.score:.4f}  {where}\n     {snippet}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(index)
+    app.command()(search)

@@ -1,0 +1,300 @@
+"""Idempotent, resumable, pipelined ingestion of documents into Qdrant, and search over the result.
+
+Data flow: files -> `Document`s -> token chunks -> `ChunkRecord`s with deterministic ids -> (only the
+chunks not stored yet) encoder -> upload thread -> Qdrant. Documents are processed in groups of about
+`group_chunks` chunks; while group i is being uploaded, group i+1 is being encoded.
+
+Why this is safe to kill and rerun: a point's id is a hash of (source id, chunk index, chunk text), every
+point is written whole, and a document's stale points (chunks of an older version) are deleted only after
+its new points are stored. A rerun therefore skips what is stored, writes what is missing and finishes
+any pending stale deletion: the same final set of points whatever the moment of the kill.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llm2vec_plugins.chunking import TokenChunker
+from llm2vec_plugins.documents import Document, ReadReport, Skipped, read_documents
+from llm2vec_plugins.integrations.qdrant.layouts import (
+    ChunkRecord,
+    LayoutName,
+    PayloadLayout,
+    detect_layout,
+    get_layout,
+)
+from llm2vec_plugins.integrations.qdrant.store import (
+    content_hash,
+    ensure_collection,
+    existing_points,
+    point_id,
+)
+from llm2vec_plugins.shared import DEFAULT_QUERY_INSTRUCTION
+
+# Test hook (documented in tests/test_qdrant_resume.py): seconds to sleep after each uploaded group, so a
+# test can SIGKILL a small ingest in the middle. Unset in normal use.
+_SLOW_ENV = "LLM2VEC_TEST_UPLOAD_DELAY"
+
+
+@dataclass
+class IngestReport:
+    """Counts of one ingest run. `encoded + unchanged == chunks`; `skipped` lists unreadable input."""
+
+    documents: int = 0
+    chunks: int = 0
+    encoded: int = 0
+    unchanged: int = 0
+    stale_deleted: int = 0
+    seconds: float = 0.0
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+
+def chunk_records(document: Document, chunker: TokenChunker) -> list[ChunkRecord]:
+    """The chunks of one document with their deterministic point ids and metadata."""
+    records = []
+    for chunk in chunker.split(document.text):
+        digest = content_hash(chunk.text)
+        records.append(ChunkRecord(
+            point_id=point_id(document.source_id, chunk.index, digest),
+            source_id=document.source_id, source=document.source, chunk_index=chunk.index,
+            text=chunk.text, content_hash=digest, metadata=document.metadata,
+        ))
+    return records
+
+
+@dataclass
+class _Group:
+    documents: int
+    records: list[ChunkRecord]  # all chunks of the group's documents
+    stored: dict[str, set[str]] | None = None  # source id -> ids already in the collection
+    todo: list[ChunkRecord] | None = None  # chunks to encode and upload
+    vectors: np.ndarray | None = None
+    stale: list[str] | None = None
+
+
+class QdrantIngestor:
+    """Write documents into a Qdrant collection with an LLM2Vec encoder: idempotent and resumable.
+
+    Args:
+        encoder: an `LLM2Vec` (anything with `encode`, `embedding_dim` and a fast `tokenizer`).
+        client: a `QdrantClient` (see `connect`: embedded folder or server, same code path).
+        collection: created on first use (unnamed vector, `distance`); an existing collection with another
+            vector size, distance or payload layout is refused before anything is written.
+        layout: payload layout, "llm2vec", "langchain" or "llamaindex" (see layouts.py).
+        chunk_tokens, overlap: chunk size and overlap in tokens of the encoder's tokenizer.
+        batch_size: encoder batch size; group_chunks: chunks per pipeline step (encode || upload).
+
+    Example:
+        >>> from llm2vec_plugins import LLM2Vec
+        >>> from llm2vec_plugins.integrations.qdrant import QdrantIngestor, connect
+        >>> ingestor = QdrantIngestor(LLM2Vec.from_pretrained("smollm2-135m-llm2vec"),
+        ...                           connect(path="./qdrant_data"), "notes", layout="langchain")
+        >>> report = ingestor.ingest(["notes/", "faq.jsonl"])
+        >>> report.documents, report.chunks, report.encoded
+        (120, 340, 340)
+    """
+
+    def __init__(self, encoder, client, collection: str, *, layout: LayoutName | PayloadLayout = "llm2vec",
+                 chunk_tokens: int = 256, overlap: int = 32, batch_size: int = 32, group_chunks: int = 128,
+                 distance: str = "Cosine", show_progress: bool = False) -> None:
+        if group_chunks < 1:
+            raise ValueError(f"group_chunks must be >= 1, got {group_chunks}")
+        doc_max = getattr(encoder, "doc_max_length", None)
+        if doc_max is not None and chunk_tokens > doc_max:
+            raise ValueError(f"chunk_tokens={chunk_tokens} exceeds the encoder's doc_max_length={doc_max}: "
+                             "chunks would be truncated when encoded. Use smaller chunks.")
+        self.encoder = encoder
+        self.client = client
+        self.collection = collection
+        self.layout = get_layout(layout)
+        self.chunker = TokenChunker(encoder.tokenizer, chunk_tokens, overlap)
+        self.batch_size = batch_size
+        self.group_chunks = group_chunks
+        self.distance = distance
+        self.show_progress = show_progress
+        # Embedded Qdrant is not thread-safe: the encode thread and the upload thread take turns.
+        self._client_lock = threading.Lock()
+
+    def prepare(self, recreate: bool = False) -> bool:
+        """Check (or create) the collection; with `recreate`, delete it first. True if it was created."""
+        with self._client_lock:
+            if recreate and self.client.collection_exists(self.collection):
+                self.client.delete_collection(self.collection)
+            return ensure_collection(self.client, self.collection, self.encoder.embedding_dim, self.layout,
+                                     self.distance)
+
+    def ingest(self, paths: Sequence[str | os.PathLike], *, text_field: str = "text",
+               id_field: str | None = None, recreate: bool = False) -> IngestReport:
+        """Read files / directories (see `read_documents`) and ingest them; see the class docstring."""
+        read_report = ReadReport()
+        report = self.ingest_documents(read_documents(paths, read_report, text_field=text_field,
+                                                      id_field=id_field), recreate=recreate)
+        report.skipped = read_report.skipped
+        return report
+
+    def ingest_documents(self, documents: Iterable[Document], *, recreate: bool = False) -> IngestReport:
+        """Ingest documents: encode the chunks not stored yet, upload them, delete stale chunks."""
+        self.prepare(recreate)
+        report = IngestReport()
+        started = time.perf_counter()
+        progress = self._progress()
+        uploads: queue.Queue[_Group | None] = queue.Queue(maxsize=1)  # one group encoded ahead, no more
+        failure: list[BaseException] = []
+        uploader = threading.Thread(target=self._upload_loop, args=(uploads, report, progress, failure),
+                                    name="llm2vec-qdrant-upload", daemon=True)
+        uploader.start()
+        try:
+            for group in self._groups(documents):
+                if failure:
+                    break
+                self._plan(group)
+                if group.todo:
+                    texts = [r.text for r in group.todo]
+                    group.vectors = self.encoder.encode(texts, batch_size=self.batch_size,
+                                                        normalize_embeddings=True)
+                report.documents += group.documents
+                report.chunks += len(group.records)
+                report.unchanged += len(group.records) - len(group.todo)
+                self._put(uploads, group, failure)
+        finally:
+            self._put(uploads, None, failure)
+            uploader.join()
+            if progress is not None:
+                progress.close()
+        if failure:
+            raise failure[0]
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # -- pipeline steps ------------------------------------------------------------------------
+    def _groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
+        records: list[ChunkRecord] = []
+        count = 0
+        for document in documents:
+            records.extend(chunk_records(document, self.chunker))
+            count += 1
+            if len(records) >= self.group_chunks:  # whole documents per group: stale cleanup is per document
+                yield _Group(count, records)
+                records, count = [], 0
+        if count:
+            yield _Group(count, records)
+
+    def _plan(self, group: _Group) -> None:
+        """Which chunks of the group must be encoded, and which stored points are stale."""
+        sources = list(dict.fromkeys(r.source_id for r in group.records))
+        with self._client_lock:
+            group.stored = existing_points(self.client, self.collection, self.layout, sources)
+        wanted = {r.point_id for r in group.records}
+        stored = set().union(*group.stored.values()) if group.stored else set()
+        seen: set[str] = set()
+        group.todo = []
+        for record in group.records:
+            if record.point_id not in stored and record.point_id not in seen:
+                group.todo.append(record)
+                seen.add(record.point_id)
+        group.stale = sorted(stored - wanted)
+
+    def _put(self, uploads: queue.Queue, item: _Group | None, failure: list[BaseException]) -> None:
+        # A plain put() would block forever if the uploader died with a full queue.
+        while True:
+            try:
+                uploads.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if failure:
+                    return
+
+    def _upload_loop(self, uploads: queue.Queue, report: IngestReport, progress, failure: list) -> None:
+        delay = float(os.environ.get(_SLOW_ENV, "0") or 0)
+        while True:
+            group = uploads.get()
+            if group is None:
+                return
+            if failure:
+                continue  # drain: the main thread stops feeding after a failure
+            try:
+                self._upload(group)
+                report.encoded += len(group.todo)
+                report.stale_deleted += len(group.stale)
+                if progress is not None:
+                    progress.update(len(group.records))
+                    progress.set_postfix(docs=report.documents, new=report.encoded, refresh=False)
+                if delay:
+                    time.sleep(delay)
+            except BaseException as err:  # reported by the main thread
+                failure.append(err)
+
+    def _upload(self, group: _Group) -> None:
+        from qdrant_client import models
+
+        points = [
+            models.PointStruct(id=r.point_id, vector=v.tolist(), payload=self.layout.payload(r))
+            for r, v in zip(group.todo, group.vectors if group.vectors is not None else [])
+        ]
+        with self._client_lock:
+            if points:
+                self.client.upsert(self.collection, points=points, wait=True)
+            # Only now that the new version is stored may the old one go (crash-safe order).
+            if group.stale:
+                self.client.delete(self.collection, points_selector=models.PointIdsList(points=group.stale),
+                                   wait=True)
+
+    def _progress(self):
+        if not self.show_progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(desc="Indexing", unit="chunk", dynamic_ncols=True)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result: point id, similarity score, chunk text and its metadata (incl. source, chunk_index)."""
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": self.score, "text": self.text, "metadata": self.metadata}
+
+
+def search(encoder, client, collection: str, query: str, k: int = 10, *,
+           instruction: str | None = DEFAULT_QUERY_INSTRUCTION, query_filter=None) -> list[SearchHit]:
+    """Encode `query` under the retrieval query instruction and return the `k` nearest chunks, best first.
+
+    Works on collections of any of the three payload layouts (detected per point).
+
+    Example:
+        >>> hits = search(model, connect(path="./qdrant_data"), "notes", "how do I reset my password?", k=3)
+        >>> hits[0].text, hits[0].metadata["source"]
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("the query must be a non-empty string")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not client.collection_exists(collection):
+        raise ValueError(f"collection {collection!r} does not exist; create it with `llm2vec index`")
+    sentence: Any = [instruction, query] if instruction else query
+    vector = encoder.encode([sentence], normalize_embeddings=True)[0]
+    points = client.query_points(collection, query=vector.tolist(), limit=k, with_payload=True,
+                                 query_filter=query_filter).points
+    hits = []
+    for point in points:
+        payload = point.payload or {}
+        layout = detect_layout(payload)
+        text, metadata = layout.read(payload) if layout else ("", dict(payload))
+        hits.append(SearchHit(str(point.id), float(point.score), text, metadata))
+    return hits
