@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from llm2vec_plugins.cli import encode
+from llm2vec_plugins.cli import encode, index
 
 app = typer.Typer(
     name="llm2vec",
@@ -19,6 +19,7 @@ def main() -> None:
 
 
 encode.register(app)
+index.register(app)  # index + search
 # Sub-command modules register themselves here, one line each.
 
 
