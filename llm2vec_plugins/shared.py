@@ -1,7 +1,7 @@
 """One loaded encoder shared by every framework adapter, and the embedding path they have in common.
 
-The LangChain and LlamaIndex adapters only declare their options (`EncoderOptions`) and call
-`embed_documents` / `embed_queries` (or the `a`-prefixed async ones) from here. Requires pydantic,
+The LangChain and LlamaIndex adapters inherit their options and their embedding calls from
+`EncoderOptions`, which gets a `SharedEncoder` from the `get_encoder` cache. Requires pydantic,
 which both frameworks install.
 """
 from __future__ import annotations
@@ -14,11 +14,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, PositiveInt, PrivateAttr
+from pydantic import BaseModel, ConfigDict, PositiveInt, PrivateAttr, field_validator
 
 from llm2vec_plugins.config import PoolingMode
 from llm2vec_plugins.encoder import LLM2Vec
@@ -89,7 +88,7 @@ class MicroBatcher:
                 batch_size=min(r.batch_size for r in requests),
                 show_progress_bar=any(r.show_progress for r in requests),
             )
-        except BaseException as err:  # every caller of the merged call sees the failure
+        except BaseException as err:  # every caller must wake up, so no failure may escape unreported
             for r in requests:
                 r.future.set_exception(err)
             return
@@ -265,10 +264,10 @@ class EncoderOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, protected_namespaces=())
 
-    model: str | Path = DEFAULT_ENCODER
-    """Base model: an alias (default: the bundled `smollm2-135m-llm2vec` encoder, offline), a local
-    folder, a `.gguf` file or a Hugging Face hub id."""
-    peft_model: str | Path | None = None
+    model: str = DEFAULT_ENCODER
+    """Base model (str or path): an alias (default: the bundled `smollm2-135m-llm2vec` encoder,
+    offline), a local folder, a `.gguf` file or a Hugging Face hub id."""
+    peft_model: str | None = None
     """Optional LoRA adapter (folder or hub id) applied on top of `model`, e.g. an LLM2Vec SimCSE one."""
     query_instruction: str | None = DEFAULT_QUERY_INSTRUCTION
     """Instruction for queries; the encoder attends to it but does not pool it (LLM2Vec style).
@@ -288,6 +287,12 @@ class EncoderOptions(BaseModel):
     """Weights dtype; None is float32. bfloat16 halves memory on hardware that supports it."""
 
     _encoder: SharedEncoder | None = PrivateAttr(default=None)
+
+    @field_validator("model", "peft_model", mode="before")
+    @classmethod
+    def _path_to_str(cls, value):
+        # Paths are welcome, but stored as str so that the frameworks can serialize the adapter.
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @property
     def encoder(self) -> SharedEncoder:
