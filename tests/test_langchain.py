@@ -151,6 +151,18 @@ def test_pooling_mode_option_changes_vectors_but_shares_weights(tiny_llama_dir, 
     assert not np.allclose(eos.embed_documents(["a cat"]), embeddings.embed_documents(["a cat"]), atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:.*truncated")  # expected again by the backend calls that check the result
+def test_max_length_caps_the_whole_input_and_warns(tiny_llama_dir):
+    short = LLM2VecEmbeddings(model=str(tiny_llama_dir), max_length=4, query_instruction=None)
+    long_text = "the quick brown fox jumps over the lazy dog " * 4
+    with pytest.warns(UserWarning, match="truncated"):
+        vector = short.embed_documents([long_text])[0]
+    assert short.encoder.llm2vec.model is LLM2VecEmbeddings(model=str(tiny_llama_dir)).encoder.llm2vec.model
+    ids = short.encoder.llm2vec.tokenize([long_text])["input_ids"]
+    assert ids.shape[1] == 4
+    np.testing.assert_allclose(vector, unit(short.encoder.llm2vec.encode([long_text]))[0], rtol=1e-4, atol=1e-6)
+
+
 def test_show_progress_draws_a_progress_bar(tiny_llama_dir, capsys):
     LLM2VecEmbeddings(model=str(tiny_llama_dir), show_progress=True).embed_documents(["a cat", "a dog"])
     assert "Encoding" in capsys.readouterr().err

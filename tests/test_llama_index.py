@@ -103,6 +103,7 @@ async def test_async_index_build_and_retrieval(embed_model):
     assert nodes[0].node.get_content() == TEXTS[2]
 
 
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect")  # embedded Qdrant's note, harmless
 def test_qdrant_vector_store_index_retrieves_the_relevant_document(embed_model):
     import qdrant_client
     from llama_index.vector_stores.qdrant import QdrantVectorStore
