@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from llm2vec_plugins.cli import encode, index
+from llm2vec_plugins.cli import eval as eval_cli
 
 app = typer.Typer(
     name="llm2vec",
@@ -19,6 +20,7 @@ def main() -> None:
 
 
 encode.register(app)
+eval_cli.register(app)
 index.register(app)  # index + search
 # Sub-command modules register themselves here, one line each.
 
