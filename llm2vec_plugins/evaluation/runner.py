@@ -5,7 +5,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,12 +77,12 @@ class EvaluationReport:
         if bidirectional is not None:
             title += " (bidirectional)" if bidirectional else " (causal)"
         table = Table(title=title, caption=f"llm2vec-plugins {self.package_version}, {self.seconds:.0f} s")
-        for column in ("task", "metric", "score", "other", "examples", "seconds"):
-            table.add_column(column, justify="left" if column in ("task", "metric", "other") else "right")
+        for column in ("task", "metric", "score", "also", "examples", "seconds"):
+            table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+        secondary = {"cosine_pearson": "pearson", "recall_at_100": "R@100"}
         for r in self.results:
-            other = ", ".join(f"{k}={v:.2f}" for k, v in r.metrics.items()
-                              if k in ("cosine_pearson", "recall_at_100"))
-            table.add_row(r.task, r.main_metric, f"{r.score:.2f}", other, str(r.num_examples), f"{r.seconds:.0f}")
+            also = " ".join(f"{label} {r.metrics[key]:.2f}" for key, label in secondary.items() if key in r.metrics)
+            table.add_row(r.task, r.main_metric, f"{r.score:.2f}", also, str(r.num_examples), f"{r.seconds:.0f}")
         table.add_section()
         table.add_row("average", "", f"{self.average:.2f}", "", "", f"{self.seconds:.0f}", style="bold")
         return table
@@ -114,8 +114,8 @@ def evaluate_sts(
     """MTEB's STS score: Spearman correlation (x100) between pair cosine similarities and gold scores.
 
     Example:
-        >>> evaluate_sts(model, read_stsb("stsb-en-test.csv"), "Retrieve semantically similar text:")
-        {'cosine_spearman': 61.2, 'cosine_pearson': 58.9}
+        >>> scores = evaluate_sts(model, read_stsb("stsb-en-test.csv"), "Retrieve semantically similar text:")
+        >>> scores["cosine_spearman"]  # x100, like MTEB's leaderboard
     """
     embeddings = encode_texts(encoder, pairs.sentences1 + pairs.sentences2, instruction, batch_size,
                               show_progress_bar)
@@ -190,7 +190,7 @@ def evaluate(
     model_name: str | None = None,
     adapter: str | None = None,
     settings: Mapping[str, Any] | None = None,
-    on_result=None,
+    on_result: Callable[[TaskResult], None] | None = None,
 ) -> EvaluationReport:
     """Score an encoder on local tasks (see `TASKS`) read from `data_dir`; returns an `EvaluationReport`.
 
