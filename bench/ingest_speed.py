@@ -1,0 +1,70 @@
+"""End-to-end Qdrant ingest throughput vs encode-only throughput on the same chunks (target ratio >= 0.9).
+
+Ingest = read -> chunk -> check stored ids -> encode -> upload (in a second thread) into a fresh embedded
+Qdrant store; encode-only = `LLM2Vec.encode` on exactly the chunk texts the ingest produced. Runs are
+interleaved and the best of `--repeats` kept for each, since the machine may be shared.
+
+    python bench/ingest_speed.py --model smollm2-135m-instruct --docs 300
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from llm2vec_plugins import LLM2Vec
+from llm2vec_plugins.documents import Document
+from llm2vec_plugins.evaluation import read_cranfield
+from llm2vec_plugins.integrations.qdrant import QdrantIngestor, chunk_records, connect
+
+CRANFIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval" / "cranfield"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--data", type=Path, default=CRANFIELD, help="Cranfield folder (cran.all.1400 ...)")
+    parser.add_argument("--docs", type=int, default=300, help="first N Cranfield documents")
+    parser.add_argument("--chunk-tokens", type=int, default=256)
+    parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--group-chunks", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    corpus = read_cranfield(args.data).corpus
+    source = str(args.data / "cran.all.1400")
+    docs = [Document(f"cranfield:{i}", text, source) for i, text in list(corpus.items())[: args.docs]]
+    model = LLM2Vec.from_pretrained(args.model)
+    model.encode(["warm up the kernels"] * 4)
+
+    def make_ingestor(client) -> QdrantIngestor:
+        return QdrantIngestor(model, client, "bench", chunk_tokens=args.chunk_tokens, overlap=args.overlap,
+                              batch_size=args.batch_size, group_chunks=args.group_chunks)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        client = connect(path=Path(tmp) / "store")
+        chunker = make_ingestor(client).chunker
+        texts = [r.text for d in docs for r in chunk_records(d, chunker)]
+        encode_rates, ingest_rates = [], []
+        for repeat in range(args.repeats):
+            start = time.perf_counter()
+            model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True)
+            encode_rates.append(len(texts) / (time.perf_counter() - start))
+            start = time.perf_counter()
+            report = make_ingestor(client).ingest_documents(docs, recreate=True)  # fresh collection each time
+            ingest_rates.append(report.encoded / (time.perf_counter() - start))
+            assert report.encoded == len(texts) == client.count("bench").count
+            print(f"run {repeat + 1}: encode-only {encode_rates[-1]:.1f} chunks/s, "
+                  f"ingest {ingest_rates[-1]:.1f} chunks/s", flush=True)
+        client.close()
+    encode_best, ingest_best = max(encode_rates), max(ingest_rates)
+    print(f"model={args.model} docs={len(docs)} chunks={len(texts)} chunk_tokens={args.chunk_tokens} "
+          f"batch_size={args.batch_size} group_chunks={args.group_chunks}")
+    print(f"encode-only: {encode_best:.1f} chunks/s | ingest end-to-end: {ingest_best:.1f} chunks/s | "
+          f"ratio ingest/encode = {ingest_best / encode_best:.3f} (target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
