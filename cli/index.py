@@ -54,6 +54,11 @@ def index(
     allow_skipped: bool = typer.Option(False, help="Exit 0 even if some files or records were skipped."),
     dtype: str = _DTYPE,
     device: str | None = _DEVICE,
+    ray: bool = typer.Option(False, "--ray", help="Run on Ray: Ray Data over files, one encoder actor per worker."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster to join (e.g. 'auto', 'ray://head:10001'); "
+                                                       "default: a local Ray instance."),
+    ray_encoders: int = typer.Option(2, min=1, help="Encoder actors (each loads one model)."),
+    ray_gpus_per_encoder: float = typer.Option(0, min=0, help="GPUs per encoder actor (1 = one model per GPU)."),
 ) -> None:
     """Chunk, encode and store documents in a Qdrant collection; rerunning only adds what changed.
 
@@ -63,20 +68,26 @@ def index(
     from llm2vec_plugins import LLM2Vec
     from llm2vec_plugins.integrations.qdrant import CollectionMismatchError, QdrantIngestor
 
-    client = _client(qdrant_path, qdrant_url, api_key)
-    try:
-        encoder = LLM2Vec.from_pretrained(model, peft_model, dtype=dtype, device=device)
+    if ray:
+        report = _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_url, api_key,
+                                 payload_layout, text_field, id_field, chunk_tokens, chunk_overlap, batch_size,
+                                 recreate, dtype, device, ray_address, ray_encoders, ray_gpus_per_encoder)
+    else:
+        client = _client(qdrant_path, qdrant_url, api_key)
         try:
-            ingestor = QdrantIngestor(encoder, client, collection, layout=payload_layout, chunk_tokens=chunk_tokens,
-                                      overlap=chunk_overlap, batch_size=batch_size, show_progress=True)
-        except ValueError as err:
-            raise typer.BadParameter(str(err)) from err
-        report = ingestor.ingest(paths, text_field=text_field, id_field=id_field, recreate=recreate)
-    except CollectionMismatchError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
-    finally:
-        client.close()
+            encoder = LLM2Vec.from_pretrained(model, peft_model, dtype=dtype, device=device)
+            try:
+                ingestor = QdrantIngestor(encoder, client, collection, layout=payload_layout,
+                                          chunk_tokens=chunk_tokens, overlap=chunk_overlap, batch_size=batch_size,
+                                          show_progress=True)
+            except ValueError as err:
+                raise typer.BadParameter(str(err)) from err
+            report = ingestor.ingest(paths, text_field=text_field, id_field=id_field, recreate=recreate)
+        except CollectionMismatchError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from err
+        finally:
+            client.close()
     for skipped in report.skipped:
         typer.echo(f"skipped {skipped.where}: {skipped.reason}", err=True)
     typer.echo(
@@ -86,6 +97,28 @@ def index(
     )
     if report.skipped and not allow_skipped:
         raise typer.Exit(1)
+
+
+def _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_url, api_key, layout, text_field,
+                    id_field, chunk_tokens, overlap, batch_size, recreate, dtype, device, address, encoders, gpus):
+    from llm2vec_plugins.integrations.qdrant import CollectionMismatchError
+    from llm2vec_plugins.integrations.qdrant.distributed import ingest_with_ray
+
+    try:
+        import ray as ray_lib
+    except ImportError as err:
+        raise typer.BadParameter("--ray needs Ray: pip install 'llm2vec-plugins[ray]'") from err
+    if not ray_lib.is_initialized():
+        ray_lib.init(address=address, include_dashboard=False)
+    try:
+        return ingest_with_ray(paths, collection, model=model, peft_model=peft_model, qdrant_url=qdrant_url,
+                               qdrant_path=qdrant_path, api_key=api_key, layout=layout, chunk_tokens=chunk_tokens,
+                               overlap=overlap, batch_size=batch_size, num_encoders=encoders,
+                               gpus_per_encoder=gpus, device=device, dtype=dtype, text_field=text_field,
+                               id_field=id_field, recreate=recreate)
+    except CollectionMismatchError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
 
 
 def search(

@@ -201,3 +201,12 @@ def test_search_returns_the_exact_chunk_first_in_every_layout(encoder, client, c
     assert hits[0].text == "Where is the invoice?" and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert hits[0].metadata["topic"] == "billing" and hits[0].metadata["chunk_index"] == 0
     assert hits[0].score >= hits[1].score >= hits[2].score
+
+
+def test_records_with_a_duplicate_id_are_reported_and_only_the_first_is_kept(encoder, client, tmp_path):
+    path = tmp_path / "dup.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in [(1, "first"), (1, "second")]))
+    report = _ingestor(encoder, client).ingest([path], id_field="id")
+    assert [p.payload["text"] for p in _all_points(client)] == ["first"]
+    assert [s.reason for s in report.skipped] == ["duplicate document id (kept the first one)"]
+    assert _ingestor(encoder, client).ingest([path], id_field="id").encoded == 0

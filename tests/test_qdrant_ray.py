@@ -18,8 +18,8 @@ KW = dict(chunk_tokens=32, overlap=4)
 
 @pytest.fixture(scope="module")
 def local_ray():
-    # Logical CPUs: 2 encoder actors (1 each) plus a fraction for the file-reading tasks.
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    # 2 CPUs, both held by the 2 encoder actors: file reading must still make progress (it asks for 0 CPUs).
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
 

@@ -164,7 +164,7 @@ def ingest_with_ray(
         wanted: dict[str, set[str]] = {}
         if dataset is not None:
             documents = dataset.flat_map(_read_file, fn_kwargs={"text_field": text_field, "id_field": id_field},
-                                         num_cpus=0.25)
+                                         num_cpus=0)  # light I/O: must never wait for encoder CPUs
             threads = max(1, int(cpus_per_encoder)) if not gpus_per_encoder else None
             resources = {"num_cpus": cpus_per_encoder} | ({"num_gpus": gpus_per_encoder} if gpus_per_encoder else {})
             chunks = documents.map_batches(

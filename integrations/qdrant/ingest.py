@@ -140,7 +140,7 @@ class QdrantIngestor:
         read_report = ReadReport()
         report = self.ingest_documents(read_documents(paths, read_report, text_field=text_field,
                                                       id_field=id_field), recreate=recreate)
-        report.skipped = read_report.skipped
+        report.skipped = read_report.skipped + report.skipped
         return report
 
     def ingest_documents(self, documents: Iterable[Document], *, recreate: bool = False) -> IngestReport:
@@ -155,7 +155,7 @@ class QdrantIngestor:
                                     name="llm2vec-qdrant-upload", daemon=True)
         uploader.start()
         try:
-            for group in self._groups(documents):
+            for group in self._groups(documents, report):
                 if failure:
                     break
                 self._plan(group)
@@ -178,10 +178,16 @@ class QdrantIngestor:
         return report
 
     # -- pipeline steps ------------------------------------------------------------------------
-    def _groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
+    def _groups(self, documents: Iterable[Document], report: IngestReport) -> Iterator[_Group]:
         records: list[ChunkRecord] = []
         count = 0
+        seen: set[str] = set()
         for document in documents:
+            if document.source_id in seen:
+                # A second document with the same id would replace the first one's chunks: keep the first.
+                report.skipped.append(Skipped(document.source_id, "duplicate document id (kept the first one)"))
+                continue
+            seen.add(document.source_id)
             records.extend(chunk_records(document, self.chunker))
             count += 1
             if len(records) >= self.group_chunks:  # whole documents per group: stale cleanup is per document
