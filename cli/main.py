@@ -5,6 +5,7 @@ import typer
 
 from llm2vec_plugins.cli import encode, index
 from llm2vec_plugins.cli import eval as eval_cli
+from llm2vec_plugins.cli import train as train_cli
 
 app = typer.Typer(
     name="llm2vec",
@@ -20,6 +21,7 @@ def main() -> None:
 
 
 encode.register(app)
+train_cli.register(app)
 eval_cli.register(app)
 index.register(app)  # index + search
 # Sub-command modules register themselves here, one line each.

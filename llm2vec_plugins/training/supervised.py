@@ -1,0 +1,94 @@
+"""Supervised contrastive training on E5-style rows: the instruction goes with the query only, every
+other positive in the batch and the hard negatives are negatives, and each batch comes from one
+source dataset (mixing sources in a batch makes in-batch negatives trivially easy)."""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch.utils.data import DataLoader, Sampler
+
+from llm2vec_plugins.encoder import LLM2Vec
+from llm2vec_plugins.training.config import SupervisedConfig, build_config
+from llm2vec_plugins.training.contrastive import ContrastiveTrainer, tokenize_for_training
+from llm2vec_plugins.training.data import PairExample, print_report, read_pairs
+from llm2vec_plugins.training.trainer import TrainResult, fit, load_for_training
+
+
+class SourceBatchSampler(Sampler[list[int]]):
+    """Batches of indices that all share one source; shuffled within sources and across batches.
+
+    Incomplete batches at the end of a source are dropped so that every batch has the same size.
+    Example:
+        >>> list(SourceBatchSampler(["a", "a", "b", "b"], batch_size=2, seed=0))
+        [[1, 0], [3, 2]]
+    """
+
+    def __init__(self, sources: list[str], batch_size: int, seed: int = 0) -> None:
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        groups: dict[str, list[int]] = defaultdict(list)
+        for index, source in enumerate(sources):
+            groups[source].append(index)
+        self.groups = dict(groups)
+        if len(self) == 0:
+            raise ValueError(f"no source has {batch_size} examples; lower batch_size "
+                             f"(sizes: {', '.join(f'{k or None}={len(v)}' for k, v in self.groups.items())})")
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        self.epoch += 1
+        batches = []
+        for indices in self.groups.values():
+            indices = indices[:]
+            rng.shuffle(indices)
+            batches += [indices[i:i + self.batch_size] for i in range(0, len(indices) - self.batch_size + 1,
+                                                                      self.batch_size)]
+        rng.shuffle(batches)
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return sum(len(v) // self.batch_size for v in self.groups.values())
+
+
+@dataclass
+class SupervisedCollator:
+    """Examples -> tokenized groups [instruction + queries, positives, hard negatives (if any)]."""
+
+    encoder: LLM2Vec
+
+    def __call__(self, examples: list[PairExample]) -> dict:
+        queries = [[e.instruction, e.query] if e.instruction else e.query for e in examples]
+        groups = [tokenize_for_training(self.encoder, queries),
+                  tokenize_for_training(self.encoder, [e.positive for e in examples])]
+        negatives = [n for e in examples for n in e.negatives]
+        if negatives:
+            groups.append(tokenize_for_training(self.encoder, negatives))
+        return {"groups": groups}
+
+
+class SupervisedTrainer(ContrastiveTrainer):
+    """ContrastiveTrainer whose batches come from one source dataset at a time."""
+
+    def get_train_dataloader(self) -> DataLoader:
+        sampler = SourceBatchSampler([e.source for e in self.train_dataset], self._train_batch_size, self.args.seed)
+        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                            num_workers=self.args.dataloader_num_workers)
+        return self.accelerator.prepare(loader)
+
+
+def train_supervised(config: SupervisedConfig | None = None, **options) -> TrainResult:
+    """Train a supervised contrastive LoRA adapter on JSONL {"query", "positive", "negative(s)", "instruction"?}.
+
+    Example:
+        >>> train_supervised(model="out/mntp", data="e5.jsonl", output_dir="out/supervised",
+        ...                  batch_size=64, grad_cache_chunk_size=16, scale=50.0)
+    """
+    config = config or build_config("supervised", **options)
+    examples, report = read_pairs(config.data, config.num_hard_negatives, config.source_column, config.max_examples)
+    print_report(report)
+    parts = load_for_training(config, attention_dropout=config.attention_dropout)
+    encoder = parts.encoder(config)
+    return fit(SupervisedTrainer, config, encoder, parts, examples, SupervisedCollator(encoder),
+               scale=config.scale, grad_cache_chunk_size=config.grad_cache_chunk_size)

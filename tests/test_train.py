@@ -1,0 +1,243 @@
+"""The trainers, end to end on a tiny random Llama: MNTP, SimCSE, supervised, resume, CLI, merge."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from llm2vec_plugins import LLM2Vec
+from llm2vec_plugins.training import build_config, train
+from llm2vec_plugins.training.data import DataError, read_pairs, read_texts
+from llm2vec_plugins.training.mntp import MNTPCollator, MNTPModel, resolve_mask_token
+from llm2vec_plugins.training.supervised import SourceBatchSampler
+from tests.tiny_models import CORPUS
+
+FAST = dict(max_steps=3, batch_size=4, max_length=32, logging_steps=1, save_steps=100, progress=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    lines = [f"{s} Number {i}." for i, s in enumerate(CORPUS[:40])]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    rows = [{"query": f"which animal number {i}?", "positive": f"animal {i} is a fox", "negative": f"plant {i} is a tree",
+             "instruction": "Retrieve the answer:", "dataset": "ab"[i % 2]} for i in range(16)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def embeddings(model_dir, adapter=None, texts=("a fox jumps", "a man plays guitar")) -> np.ndarray:
+    return LLM2Vec.from_pretrained(model_dir, adapter).encode(list(texts))
+
+
+def test_mntp_trains_saves_and_reloads_an_adapter(tiny_llama_dir, corpus, tmp_path):
+    result = train("mntp", model=str(tiny_llama_dir), data=str(corpus), output_dir=str(tmp_path / "mntp"), **FAST)
+    assert result.global_step == 3 and math.isfinite(result.final_loss)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "llm2vec_config.json"):
+        assert (tmp_path / "mntp" / name).is_file()
+    assert not np.allclose(embeddings(tiny_llama_dir), embeddings(tiny_llama_dir, tmp_path / "mntp"))
+    # A stage's output folder is a model argument for the next stage (its base is found and merged).
+    assert embeddings(tmp_path / "mntp").shape == (2, 32)
+
+
+def test_mntp_masks_a_fraction_of_tokens_but_never_the_first(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    mask_id = resolve_mask_token(tokenizer, "_")
+    torch.manual_seed(0)
+    batch = MNTPCollator(tokenizer, 64, mask_id, 0.5, "all_mask")(CORPUS[:8])
+    masked = batch["labels"] != -100
+    assert not masked[:, 0].any()
+    assert (batch["input_ids"][masked] == mask_id).all()
+    fraction = masked.sum() / batch["attention_mask"][:, 1:].sum()
+    assert 0.35 < fraction < 0.65
+
+
+def test_mask_token_choice_follows_the_tokenizer(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    assert resolve_mask_token(tokenizer, "eos") == tokenizer.eos_token_id
+    assert resolve_mask_token(tokenizer, "auto") == resolve_mask_token(tokenizer, "_")  # no mask token: '_'
+    with pytest.raises(ValueError, match="not a single token"):
+        resolve_mask_token(tokenizer, "<definitely not one token>")
+
+
+def test_mntp_computes_logits_only_at_masked_positions(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    causal = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    rows = []
+    causal.lm_head.register_forward_hook(lambda module, inputs, output: rows.append(inputs[0].shape))
+    model = MNTPModel(causal.get_decoder(), causal.lm_head)
+    ids = torch.randint(10, 300, (2, 12))
+    labels = torch.full_like(ids, -100)
+    labels[0, 3], labels[1, 7], labels[1, 8] = ids[0, 3], ids[1, 7], ids[1, 8]
+    loss = model(ids, torch.ones_like(ids), labels)["loss"]
+    assert rows == [torch.Size([3, 32])]  # 3 masked tokens -> 3 rows of logits, never (2, 12, vocab)
+    # The next-token shift: the token at i is predicted from the hidden state at i-1.
+    hidden = causal.get_decoder()(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+    logits = causal.lm_head(torch.stack([hidden[0, 2], hidden[1, 6], hidden[1, 7]]))
+    expected = torch.nn.functional.cross_entropy(logits, torch.stack([ids[0, 3], ids[1, 7], ids[1, 8]]))
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_simcse_trains_a_bf16_adapter_with_its_encoder_config(tiny_llama_dir, corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "simcse"
+    result = train("simcse", model=str(tiny_llama_dir), data=str(corpus), output_dir=str(out), save_dtype="bfloat16",
+                   pooling_mode="weighted_mean", **FAST)
+    assert math.isfinite(result.final_loss)
+    assert {t.dtype for t in load_file(out / "adapter_model.safetensors").values()} == {torch.bfloat16}
+    assert json.loads((out / "llm2vec_config.json").read_text())["pooling_mode"] == "weighted_mean"
+    assert LLM2Vec.from_pretrained(tiny_llama_dir, out).pooling_mode == "weighted_mean"
+    assert not np.allclose(embeddings(tiny_llama_dir), embeddings(tiny_llama_dir, out))
+
+
+def test_supervised_with_gradient_cache_trains(tiny_llama_dir, pairs, tmp_path):
+    result = train("supervised", model=str(tiny_llama_dir), data=str(pairs), output_dir=str(tmp_path / "sup"),
+                   grad_cache_chunk_size=3, **FAST)
+    assert result.global_step == 3 and math.isfinite(result.final_loss)
+    assert embeddings(tiny_llama_dir, tmp_path / "sup").shape == (2, 32)
+
+
+def test_gradient_cache_gives_the_same_gradients_as_one_big_batch(tiny_llama_dir, pairs, tmp_path):
+    from llm2vec_plugins.training.contrastive import ContrastiveTrainer
+    from llm2vec_plugins.training.supervised import SupervisedCollator
+    from llm2vec_plugins.training.trainer import load_for_training, training_arguments
+
+    config = build_config("supervised", model=str(tiny_llama_dir), data=str(pairs), output_dir=str(tmp_path),
+                          lora_dropout=0.0, **FAST)
+    examples, _ = read_pairs(pairs)
+    grads = []
+    for chunk in (None, 2):
+        torch.manual_seed(0)
+        parts = load_for_training(config)
+        encoder = parts.encoder(config)
+        for name, p in encoder.named_parameters():  # LoRA B starts at zero: give it a value so A gets gradient
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.1)
+        trainer = ContrastiveTrainer(model=encoder, args=training_arguments(config), train_dataset=examples,
+                                     parts=parts, settings=None, scale=50.0, grad_cache_chunk_size=chunk)
+        trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which is bypassed here
+        trainer.training_step(encoder, SupervisedCollator(encoder)(examples[:6]))
+        grads.append({n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
+
+
+def test_supervised_batches_come_from_one_source():
+    sources = ["a"] * 7 + ["b"] * 5 + ["c"] * 2
+    batches = list(SourceBatchSampler(sources, batch_size=2, seed=1))
+    assert len(batches) == 3 + 2 + 1
+    assert all(len({sources[i] for i in batch}) == 1 for batch in batches)
+
+
+def test_contrastive_training_lowers_loss_and_raises_retrieval_accuracy(tiny_llama_dir, tmp_path):
+    from llm2vec_plugins.training.losses import retrieval_accuracy
+
+    names = ["fox", "dog", "man", "guitar", "street", "field", "question", "passage"]
+    rows = [{"query": f"{a} and {b}", "positive": f"the {b} with a {a}", "negative": f"the {a} with a {b}"}
+            for a in names for b in names if a != b][:32]
+    data = tmp_path / "toy.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+    def accuracy(adapter=None) -> float:
+        model = LLM2Vec.from_pretrained(tiny_llama_dir, adapter)
+        q = model.encode([r["query"] for r in rows], convert_to_tensor=True)
+        d = model.encode([r["positive"] for r in rows], convert_to_tensor=True)
+        return retrieval_accuracy(q, d)
+
+    result = train("supervised", model=str(tiny_llama_dir), data=str(data), output_dir=str(tmp_path / "out"),
+                   max_steps=40, batch_size=16, learning_rate=5e-3, lora_dropout=0.0, scale=20.0, max_length=32,
+                   logging_steps=1, save_steps=1000, progress=False)
+    losses = [h["loss"] for h in result.log_history if "loss" in h]
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert accuracy(tmp_path / "out") > accuracy() + 0.1
+
+
+def test_resume_continues_at_the_saved_step(tiny_llama_dir, corpus, tmp_path):
+    out = str(tmp_path / "run")
+    common = dict(model=str(tiny_llama_dir), data=str(corpus), output_dir=out, batch_size=4, max_length=32,
+                  logging_steps=1, save_steps=2, progress=False)
+    train("simcse", max_steps=2, **common)
+    assert (tmp_path / "run" / "checkpoint-2").is_dir()
+    result = train("simcse", max_steps=4, resume="latest", **common)
+    steps = [h["step"] for h in result.log_history if "loss" in h]
+    assert result.global_step == 4 and steps[-2:] == [3, 4]
+    assert min(s for s in steps if s > 2) == 3  # nothing before the checkpoint was trained again
+
+
+def test_bad_rows_are_counted_and_skipped(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "good one"}\n{"text": ""}\nnot json\n{"other": 1}\n{"text": 5}\n{"text": "good two"}\n')
+    texts, report = read_texts(path)
+    assert texts == ["good one", "good two"]
+    assert sum(report.skipped.values()) == 4 and "invalid JSON" in str(report)
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_empty_data_is_an_error_before_any_model_is_loaded(tmp_path, content):
+    path = tmp_path / "empty.txt"
+    path.write_text(content)
+    with pytest.raises(DataError, match="no usable text"):
+        train("mntp", model="no/such-model-anywhere", data=str(path), output_dir=str(tmp_path / "o"))
+    with pytest.raises(DataError, match="not found"):
+        train("simcse", model="no/such-model-anywhere", data=str(tmp_path / "missing.txt"), output_dir=str(tmp_path))
+
+
+def test_csv_and_parquet_data_are_read(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "d.csv").write_text('sentence,label\n"a, b",1\nc,0\n')
+    pq.write_table(pa.table({"text": ["x", None, "y"]}), tmp_path / "d.parquet")
+    assert read_texts(tmp_path / "d.csv")[0] == ["a, b", "c"]
+    assert read_texts(tmp_path / "d.parquet")[0] == ["x", "y"]
+
+
+def test_settings_precedence_is_defaults_preset_file_then_flags(tmp_path):
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("max_steps: 7\nlearning_rate: 0.001\n")
+    config = build_config("simcse", preset="simcse-paper", config_file=config_file, learning_rate=0.5,
+                          model="m", data="d", output_dir="o")
+    assert (config.batch_size, config.max_steps, config.learning_rate, config.scale) == (128, 7, 0.5, 20.0)
+    with pytest.raises(ValueError, match="unknown simcse option"):
+        build_config("simcse", model="m", data="d", output_dir="o", mask_probability=0.3)
+    with pytest.raises(ValueError, match="is for the mntp stage"):
+        build_config("simcse", preset="mntp-mistral", model="m", data="d", output_dir="o")
+
+
+def test_cli_trains_and_merges(tiny_llama_dir, corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from llm2vec_plugins.cli.main import app
+
+    runner = CliRunner()
+    out, merged = tmp_path / "cli", tmp_path / "merged"
+    result = runner.invoke(app, ["train", "simcse", "--model", str(tiny_llama_dir), "--data", str(corpus),
+                                 "--output-dir", str(out), "--max-steps", "2", "--batch-size", "4",
+                                 "--max-length", "32", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "2 steps" in result.output
+    result = runner.invoke(app, ["merge", "--model", str(tiny_llama_dir), "--adapter", str(out),
+                                 "--output-dir", str(merged)])
+    assert result.exit_code == 0, result.output
+    assert not (merged / "adapter_config.json").exists()
+    np.testing.assert_allclose(embeddings(merged), embeddings(tiny_llama_dir, out), atol=1e-4)
+    result = runner.invoke(app, ["train", "mntp", "--model", "x", "--data", str(tmp_path / "nope.txt"),
+                                 "--output-dir", str(tmp_path / "o")], env={"COLUMNS": "300"})
+    assert result.exit_code != 0 and "not found" in result.output
