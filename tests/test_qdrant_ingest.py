@@ -210,3 +210,9 @@ def test_records_with_a_duplicate_id_are_reported_and_only_the_first_is_kept(enc
     assert [p.payload["text"] for p in _all_points(client)] == ["first"]
     assert [s.reason for s in report.skipped] == ["duplicate document id (kept the first one)"]
     assert _ingestor(encoder, client).ingest([path], id_field="id").encoded == 0
+
+
+def test_embedded_store_is_switched_to_fast_crash_safe_journaling(encoder, client, corpus):
+    _ingestor(encoder, client).ingest([corpus / "short.md"])
+    connection = client._client.collections["docs"].storage.storage
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
