@@ -137,6 +137,7 @@ def search(
 ) -> None:
     """Encode QUERY with the query instruction and print the k best chunks of a collection."""
     from llm2vec_plugins import LLM2Vec
+    from llm2vec_plugins.integrations.qdrant import CollectionMismatchError
     from llm2vec_plugins.integrations.qdrant import search as search_collection
 
     client = _client(qdrant_path, qdrant_url, api_key)
@@ -146,6 +147,9 @@ def search(
             raise typer.Exit(2)
         encoder = LLM2Vec.from_pretrained(model, peft_model, dtype=dtype, device=device)
         hits = search_collection(encoder, client, collection, query, k, instruction=instruction or None)
+    except CollectionMismatchError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
     finally:
         client.close()
     if as_json:

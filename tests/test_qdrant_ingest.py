@@ -216,3 +216,9 @@ def test_embedded_store_is_switched_to_fast_crash_safe_journaling(encoder, clien
     _ingestor(encoder, client).ingest([corpus / "short.md"])
     connection = client._client.collections["docs"].storage.storage
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_searching_a_collection_of_another_vector_size_says_which_model_to_use(encoder, client):
+    client.create_collection("docs", vectors_config=models.VectorParams(size=5, distance=models.Distance.COSINE))
+    with pytest.raises(CollectionMismatchError, match="the model it was indexed with"):
+        search(encoder, client, "docs", "anything")

@@ -31,6 +31,7 @@ from llm2vec_plugins.integrations.qdrant.layouts import (
     get_layout,
 )
 from llm2vec_plugins.integrations.qdrant.store import (
+    CollectionMismatchError,
     content_hash,
     ensure_collection,
     existing_points,
@@ -293,6 +294,12 @@ def search(encoder, client, collection: str, query: str, k: int = 10, *,
         raise ValueError(f"k must be >= 1, got {k}")
     if not client.collection_exists(collection):
         raise ValueError(f"collection {collection!r} does not exist; create it with `llm2vec index`")
+    vectors = client.get_collection(collection).config.params.vectors
+    params = vectors.get("") if isinstance(vectors, dict) else vectors
+    if params is None or params.size != encoder.embedding_dim:
+        raise CollectionMismatchError(
+            f"collection {collection!r} has no unnamed vector of size {encoder.embedding_dim} (this encoder's); "
+            "search it with the model it was indexed with (--model)")
     sentence: Any = [instruction, query] if instruction else query
     vector = encoder.encode([sentence], normalize_embeddings=True)[0]
     points = client.query_points(collection, query=vector.tolist(), limit=k, with_payload=True,
