@@ -223,8 +223,9 @@ def fit(trainer_class: type[EncoderTrainer], config: TrainConfig, model: nn.Modu
         dataset, collator, **trainer_kwargs) -> TrainResult:
     """Run the Trainer, then write the final adapter (in `config.save_dtype`) and a summary to output_dir."""
     args = training_arguments(config)
-    settings = LLM2VecConfig(pooling_mode=config.pooling_mode, max_length=config.max_length,
-                             doc_max_length=config.max_length)
+    # The saved encoder settings are for inference: training's max_length is a truncation choice for
+    # speed, not a limit the encoder should impose on its users.
+    settings = LLM2VecConfig(pooling_mode=config.pooling_mode)
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, data_collator=collator,
                             parts=parts, settings=settings, **trainer_kwargs)
     if config.progress:
