@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from llm2vec_plugins.training.config import PRESETS, PRESET_STAGE, config_fields
+from llm2vec_plugins.training.config import PRESET_STAGE, config_fields
 
 train_app = typer.Typer(help="Train an LLM2Vec adapter: MNTP, then SimCSE and/or supervised contrastive.",
                         no_args_is_help=True)
