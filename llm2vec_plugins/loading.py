@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,13 @@ def to_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return names[dtype]
 
 
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def _check_decoder(config, name: str) -> None:
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
@@ -248,6 +256,10 @@ def load_base_model(
     if "torch_dtype" in hf_kwargs:  # reference / transformers 4 spelling
         dtype = dtype or hf_kwargs.pop("torch_dtype")
     dtype = to_dtype(dtype) or torch.float32
+    if dtype != torch.float32 and (device is None or torch.device(device).type == "cpu") and not _cpu_has_amx():
+        # Measured on SmolLM2 (bench/encode_speed.py): without AMX, bf16 is slower than fp32 on CPU, and
+        # the model's large activations cost accuracy (cosine to fp32 as low as 0.83).
+        warnings.warn(f"{dtype} on a CPU without AMX is usually slower than float32 and less accurate", stacklevel=3)
     try:
         config = AutoConfig.from_pretrained(resolved.base, trust_remote_code=trust_remote_code)
     except OSError as err:
