@@ -17,6 +17,7 @@ from llm2vec_plugins import LLM2Vec
 from llm2vec_plugins.integrations.langchain import LLM2VecEmbeddings
 from llm2vec_plugins.loading import DEFAULT_ENCODER
 from llm2vec_plugins.shared import DEFAULT_QUERY_INSTRUCTION, get_encoder
+from tests.spies import count_encode_calls
 
 
 class TinyModel:
@@ -51,19 +52,6 @@ def embeddings(tiny_llama_dir) -> LLM2VecEmbeddings:
 def unit(rows) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.float64)
     return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
-
-
-def count_encode_calls(monkeypatch, encoder) -> list[int]:
-    """Spy on the real encode: record the number of texts of each call."""
-    calls: list[int] = []
-    real = encoder.llm2vec.encode
-
-    def spy(sentences, *args, **kwargs):
-        calls.append(len(sentences))
-        return real(sentences, *args, **kwargs)
-
-    monkeypatch.setattr(encoder.llm2vec, "encode", spy)
-    return calls
 
 
 # --- construction and options ----------------------------------------------------------------

@@ -12,6 +12,7 @@ from llama_index.core.schema import TextNode
 from llm2vec_plugins.integrations.langchain import LLM2VecEmbeddings
 from llm2vec_plugins.integrations.llama_index import LLM2VecEmbedding
 from llm2vec_plugins.shared import EncoderOptions
+from tests.spies import count_encode_calls
 
 TEXTS = ["LoRA adds low-rank matrices to frozen weights.", "Paris is the capital of France.",
          "Two dogs run in a field.", "The recipe needs two eggs and a cup of milk."]
@@ -22,18 +23,6 @@ def embed_model(tiny_llama_dir) -> LLM2VecEmbedding:
     # A random tiny model has no semantics: retrieval tests look a node up by its own text, so
     # queries carry no instruction here (the instruction path is tested separately).
     return LLM2VecEmbedding(model=str(tiny_llama_dir), query_instruction=None)
-
-
-def count_encode_calls(monkeypatch, encoder) -> list[int]:
-    calls: list[int] = []
-    real = encoder.llm2vec.encode
-
-    def spy(sentences, *args, **kwargs):
-        calls.append(len(sentences))
-        return real(sentences, *args, **kwargs)
-
-    monkeypatch.setattr(encoder.llm2vec, "encode", spy)
-    return calls
 
 
 # --- options ---------------------------------------------------------------------------------
