@@ -166,10 +166,11 @@ def resolve(name_or_path: str | os.PathLike) -> ResolvedModel:
         return ResolvedModel(str(dense_from_gguf(path)))
     if path.is_dir():
         adapter_config = path / ADAPTER_CONFIG
-        has_weights = any(path.glob("*.safetensors")) and (path / "config.json").is_file() and not any(
-            p.name.startswith("adapter_model") for p in path.glob("*.safetensors")
-        )
-        if adapter_config.is_file() and not has_weights:
+        own_weights = any(not p.name.startswith("adapter_model") for p in path.glob("*.safetensors"))
+        if adapter_config.is_file() and own_weights:
+            # Full weights with an adapter beside them: merge the adapter onto this folder's weights.
+            return ResolvedModel(str(path), (str(path),))
+        if adapter_config.is_file():
             # An adapter folder used as the base (the published *-mntp repos): load its base, merge it.
             base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
             if not base:

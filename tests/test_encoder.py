@@ -182,3 +182,15 @@ def test_gguf_is_converted_once_and_cached(smollm2_dir):
 
     assert (smollm2_dir / "config.json").is_file() and list(smollm2_dir.glob("*.safetensors"))
     assert resolve("smollm2-135m-instruct").base == str(smollm2_dir)  # second resolve reuses the cache
+
+
+def test_adapter_beside_full_weights_is_merged_onto_those_weights(tiny_llama_dir, lora_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model-with-adapter"
+    shutil.copytree(tiny_llama_dir, folder)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(lora_dir / name, folder / name)
+    texts = ["a cat sleeps"]
+    explicit = LLM2Vec.from_pretrained(tiny_llama_dir, lora_dir, merge_peft=True).encode(texts)
+    np.testing.assert_allclose(LLM2Vec.from_pretrained(folder).encode(texts), explicit, atol=1e-5)
