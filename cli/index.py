@@ -51,6 +51,8 @@ def index(
     chunk_overlap: int = typer.Option(32, help="Tokens shared by consecutive chunks."),
     batch_size: int = typer.Option(32, help="Encoder batch size."),
     recreate: bool = typer.Option(False, help="Delete and rebuild the collection."),
+    prune: bool = typer.Option(False, help="Delete the points of documents no longer in PATHS (deleted files, "
+                                           "removed records); not done if any input could not be read."),
     allow_skipped: bool = typer.Option(False, help="Exit 0 even if some files or records were skipped."),
     dtype: str = _DTYPE,
     device: str | None = _DEVICE,
@@ -69,6 +71,8 @@ def index(
     from llm2vec_plugins.integrations.qdrant import CollectionMismatchError, QdrantIngestor
 
     if ray:
+        if prune:
+            raise typer.BadParameter("--prune is not supported with --ray yet; run a local `llm2vec index --prune`")
         report = _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_url, api_key,
                                  payload_layout, text_field, id_field, chunk_tokens, chunk_overlap, batch_size,
                                  recreate, dtype, device, ray_address, ray_encoders, ray_gpus_per_encoder)
@@ -82,7 +86,8 @@ def index(
                                           show_progress=True)
             except ValueError as err:
                 raise typer.BadParameter(str(err)) from err
-            report = ingestor.ingest(paths, text_field=text_field, id_field=id_field, recreate=recreate)
+            report = ingestor.ingest(paths, text_field=text_field, id_field=id_field, recreate=recreate,
+                                     prune=prune)
         except CollectionMismatchError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from err
@@ -95,6 +100,10 @@ def index(
         f"{report.unchanged} unchanged, {report.stale_deleted} stale removed, {len(report.skipped)} skipped "
         f"({report.seconds:.1f} s, {report.chunks_per_second:.1f} chunks/s) -> collection {collection!r}"
     )
+    if prune and report.pruned is None:
+        typer.echo("not pruned: some input could not be read, and its stored points are kept", err=True)
+    elif prune:
+        typer.echo(f"pruned {report.pruned} points of documents no longer in the input")
     if report.skipped and not allow_skipped:
         raise typer.Exit(1)
 

@@ -72,6 +72,17 @@ def test_rerunning_the_same_index_command_keeps_the_same_points(tiny_llama_dir, 
     assert _count(store) == count
 
 
+def test_prune_removes_deleted_files_from_the_collection(tiny_llama_dir, tmp_path, corpus):
+    store = tmp_path / "store"
+    assert _index(tiny_llama_dir, store, corpus).exit_code == 0
+    before = _count(store)
+    (corpus / "a.txt").unlink()
+    result = _index(tiny_llama_dir, store, corpus, "--prune")
+    assert result.exit_code == 0, result.output
+    assert "pruned" in result.output
+    assert _count(store) == 2 < before  # b.md and c.jsonl: one chunk each
+
+
 def test_skipped_files_are_listed_and_make_the_exit_status_non_zero(tiny_llama_dir, tmp_path, corpus):
     (corpus / "blob.txt").write_bytes(b"\x00\xff\x00")
     (corpus / "empty.txt").write_text("")

@@ -160,6 +160,28 @@ def test_changed_document_replaces_its_chunks_and_leaves_no_stale_ones(encoder, 
     assert len(_all_points(client)) == before - report.stale_deleted + 1
 
 
+def test_prune_deletes_the_points_of_removed_documents_only(encoder, client, corpus):
+    _ingestor(encoder, client).ingest([corpus])
+    removed = str((corpus / "long.txt").resolve())
+    kept = {p.id for p in _all_points(client) if p.payload["source_id"] != removed}
+    (corpus / "long.txt").unlink()
+    without_prune = _ingestor(encoder, client).ingest([corpus])
+    assert without_prune.pruned is None and any(p.payload["source_id"] == removed for p in _all_points(client))
+    report = _ingestor(encoder, client).ingest([corpus], prune=True)
+    assert report.pruned > 1 and report.encoded == 0
+    assert {p.id for p in _all_points(client)} == kept
+
+
+def test_prune_keeps_everything_when_an_input_file_cannot_be_read(encoder, client, corpus):
+    _ingestor(encoder, client).ingest([corpus])
+    before = {p.id for p in _all_points(client)}
+    (corpus / "short.md").write_bytes(b"\xff\xfe\x00binary\x00")  # unreadable now: its points must survive
+    (corpus / "long.txt").unlink()
+    report = _ingestor(encoder, client).ingest([corpus], prune=True)
+    assert report.skipped and report.pruned is None
+    assert {p.id for p in _all_points(client)} == before
+
+
 def test_existing_collection_with_other_vector_size_is_refused_before_writing(encoder, client, corpus):
     client.create_collection("docs", vectors_config=models.VectorParams(size=7, distance=models.Distance.COSINE))
     with pytest.raises(CollectionMismatchError, match="vector size 7"):

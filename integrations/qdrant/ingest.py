@@ -36,6 +36,7 @@ from llm2vec_plugins.integrations.qdrant.store import (
     ensure_collection,
     existing_points,
     point_id,
+    points_from_other_sources,
 )
 from llm2vec_plugins.shared import DEFAULT_QUERY_INSTRUCTION
 
@@ -53,6 +54,7 @@ class IngestReport:
     encoded: int = 0
     unchanged: int = 0
     stale_deleted: int = 0
+    pruned: int | None = None  # points of documents absent from the input, deleted (None: pruning not done)
     seconds: float = 0.0
     skipped: list[Skipped] = field(default_factory=list)
 
@@ -136,18 +138,37 @@ class QdrantIngestor:
                                      self.distance)
 
     def ingest(self, paths: Sequence[str | os.PathLike], *, text_field: str = "text",
-               id_field: str | None = None, recreate: bool = False) -> IngestReport:
-        """Read files / directories (see `read_documents`) and ingest them; see the class docstring."""
+               id_field: str | None = None, recreate: bool = False, prune: bool = False) -> IngestReport:
+        """Read files / directories (see `read_documents`) and ingest them; see the class docstring.
+
+        With `prune`, the points of documents that are no longer in `paths` (deleted files, removed records)
+        are deleted at the end, so the collection mirrors the input. Pruning is skipped (`report.pruned` stays
+        None) when any file or record could not be read: an unreadable file must not lose its stored points.
+        """
         read_report = ReadReport()
         report = self.ingest_documents(read_documents(paths, read_report, text_field=text_field,
                                                       id_field=id_field), recreate=recreate)
         report.skipped = read_report.skipped + report.skipped
+        if prune and not read_report.skipped:
+            report.pruned = self.prune(self._seen)
         return report
+
+    def prune(self, keep: set[str]) -> int:
+        """Delete every point whose source id is not in `keep`; returns how many were deleted."""
+        from qdrant_client import models
+
+        with self._client_lock:
+            stale = points_from_other_sources(self.client, self.collection, self.layout, keep)
+            for start in range(0, len(stale), 1024):
+                self.client.delete(self.collection, wait=True,
+                                   points_selector=models.PointIdsList(points=stale[start:start + 1024]))
+        return len(stale)
 
     def ingest_documents(self, documents: Iterable[Document], *, recreate: bool = False) -> IngestReport:
         """Ingest documents: encode the chunks not stored yet, upload them, delete stale chunks."""
         self.prepare(recreate)
         report = IngestReport()
+        self._seen: set[str] = set()  # source ids of this run, for prune()
         started = time.perf_counter()
         progress = self._progress()
         uploads: queue.Queue[_Group | None] = queue.Queue(maxsize=1)  # one group encoded ahead, no more
@@ -182,7 +203,7 @@ class QdrantIngestor:
     def _groups(self, documents: Iterable[Document], report: IngestReport) -> Iterator[_Group]:
         records: list[ChunkRecord] = []
         count = 0
-        seen: set[str] = set()
+        seen = self._seen
         for document in documents:
             if document.source_id in seen:
                 # A second document with the same id would replace the first one's chunks: keep the first.

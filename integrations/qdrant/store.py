@@ -152,6 +152,17 @@ def existing_points(client, collection: str, layout: PayloadLayout, source_ids: 
             return found
 
 
+def points_from_other_sources(client, collection: str, layout: PayloadLayout, keep: set[str]) -> list[str]:
+    """Ids of the points whose source id is not in `keep` (one scroll over the collection's source ids)."""
+    stale, offset = [], None
+    while True:
+        points, offset = client.scroll(collection, limit=1024, offset=offset,
+                                       with_payload=[layout.source_key.split(".")[0]], with_vectors=False)
+        stale += [str(p.id) for p in points if _get_path(p.payload or {}, layout.source_key) not in keep]
+        if offset is None:
+            return stale
+
+
 def _get_path(payload: dict, dotted: str):
     value: Any = payload
     for part in dotted.split("."):
