@@ -46,7 +46,7 @@ ALIASES: dict[str, ModelAlias] = {
     "smollm2-135m-llm2vec": ModelAlias(
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         base="smollm2-135m-instruct",
-        adapters=("smollm2-135m-llm2vec/mntp", "smollm2-135m-llm2vec/simcse"),
+        adapters=("smollm2-135m-llm2vec/mntp", "smollm2-135m-llm2vec/supervised"),
     ),
 }
 DEFAULT_ENCODER = "smollm2-135m-llm2vec"

@@ -284,8 +284,6 @@ def test_qdrant_vector_store_returns_the_matching_document(tiny_llama_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the shipped adapters are undertrained (issue 4: 20 MNTP + 25 SimCSE steps); "
-                          "see the README's evaluation table", strict=False)
 def test_default_encoder_ranks_the_relevant_document_first():
     from langchain_qdrant import QdrantVectorStore
 
