@@ -289,7 +289,10 @@ def attach_adapter(model, adapter: str, *, merge: bool, trainable: bool = False)
     """Put a peft adapter on `model`; merge it into the weights when asked (faster inference)."""
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+    with warnings.catch_warnings():
+        # peft probes `model.is_gradient_checkpointing`, which transformers 5 flags as deprecated: not ours to fix.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     return model.merge_and_unload() if merge else model
 
 
