@@ -2,7 +2,6 @@
 running the reference `llm2vec` in its own venv through `_reference_worker.py`."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -22,18 +21,11 @@ MODEL_ALIAS = "smollm2-135m-instruct"
 
 
 def stsb_sentences(path: str | os.PathLike = STSB_TEST) -> list[str]:
-    """Unique sentences of an STS-B CSV (no header: sentence1,sentence2,score), first-seen order."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"STS-B file not found: {path} (pass --data)")
-    seen: dict[str, None] = {}
-    with path.open(newline="", encoding="utf-8") as f:
-        for row in csv.reader(f):
-            if len(row) != 3:
-                raise ValueError(f"{path}: expected sentence1,sentence2,score, got {len(row)} fields: {row!r}")
-            seen.setdefault(row[0])
-            seen.setdefault(row[1])
-    return list(seen)
+    """Unique sentences of an STS-B CSV (read by the package's own reader), first-seen order."""
+    from llm2vec_plugins.evaluation.data import read_stsb
+
+    pairs = read_stsb(path)
+    return list(dict.fromkeys(s for pair in zip(pairs.sentences1, pairs.sentences2) for s in pair))
 
 
 def reference_view(base: str | os.PathLike, tool: str | os.PathLike = T444_TOOL) -> Path:
