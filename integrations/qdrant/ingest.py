@@ -57,6 +57,7 @@ class IngestReport:
     pruned: int | None = None  # points of documents absent from the input, deleted (None: pruning not done)
     seconds: float = 0.0
     skipped: list[Skipped] = field(default_factory=list)
+    source_ids: set[str] = field(default_factory=set, repr=False)  # the documents of this run (for prune)
 
     @property
     def chunks_per_second(self) -> float:
@@ -150,7 +151,7 @@ class QdrantIngestor:
                                                       id_field=id_field), recreate=recreate)
         report.skipped = read_report.skipped + report.skipped
         if prune and not read_report.skipped:
-            report.pruned = self.prune(self._seen)
+            report.pruned = self.prune(report.source_ids)
         return report
 
     def prune(self, keep: set[str]) -> int:
@@ -168,7 +169,6 @@ class QdrantIngestor:
         """Ingest documents: encode the chunks not stored yet, upload them, delete stale chunks."""
         self.prepare(recreate)
         report = IngestReport()
-        self._seen: set[str] = set()  # source ids of this run, for prune()
         started = time.perf_counter()
         progress = self._progress()
         uploads: queue.Queue[_Group | None] = queue.Queue(maxsize=1)  # one group encoded ahead, no more
@@ -203,7 +203,7 @@ class QdrantIngestor:
     def _groups(self, documents: Iterable[Document], report: IngestReport) -> Iterator[_Group]:
         records: list[ChunkRecord] = []
         count = 0
-        seen = self._seen
+        seen = report.source_ids
         for document in documents:
             if document.source_id in seen:
                 # A second document with the same id would replace the first one's chunks: keep the first.
