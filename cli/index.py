@@ -5,6 +5,8 @@ Both only parse arguments; the work is in `llm2vec_plugins.integrations.qdrant`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -21,6 +23,18 @@ _URL = typer.Option(None, "--qdrant-url", help="Qdrant server URL (instead of th
 _API_KEY = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant server API key.")
 _DTYPE = typer.Option("float32", help="float32 | bfloat16 | float16")
 _DEVICE = typer.Option(None, help="Torch device, e.g. cuda:0.")
+
+
+@contextmanager
+def _collection_mismatch_exits_2() -> Iterator[None]:
+    """A collection of another size, distance or layout is a usage error: say so and exit 2, no traceback."""
+    from llm2vec_plugins.integrations.qdrant import CollectionMismatchError
+
+    try:
+        yield
+    except CollectionMismatchError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
 
 
 def _client(qdrant_path: Path | None, qdrant_url: str | None, api_key: str | None):
@@ -68,31 +82,29 @@ def index(
     Exits 1 if a file or record was skipped (unless --allow-skipped), 2 on a collection mismatch.
     """
     from llm2vec_plugins import LLM2Vec
-    from llm2vec_plugins.integrations.qdrant import CollectionMismatchError, QdrantIngestor
+    from llm2vec_plugins.integrations.qdrant import QdrantIngestor
 
-    if ray:
-        if prune:
-            raise typer.BadParameter("--prune is not supported with --ray yet; run a local `llm2vec index --prune`")
-        report = _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_url, api_key,
-                                 payload_layout, text_field, id_field, chunk_tokens, chunk_overlap, batch_size,
-                                 recreate, dtype, device, ray_address, ray_encoders, ray_gpus_per_encoder)
-    else:
-        client = _client(qdrant_path, qdrant_url, api_key)
-        try:
-            encoder = LLM2Vec.from_pretrained(model, peft_model, dtype=dtype, device=device)
+    if ray and prune:
+        raise typer.BadParameter("--prune is not supported with --ray yet; run a local `llm2vec index --prune`")
+    with _collection_mismatch_exits_2():
+        if ray:
+            report = _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_url, api_key,
+                                     payload_layout, text_field, id_field, chunk_tokens, chunk_overlap, batch_size,
+                                     recreate, dtype, device, ray_address, ray_encoders, ray_gpus_per_encoder)
+        else:
+            client = _client(qdrant_path, qdrant_url, api_key)
             try:
-                ingestor = QdrantIngestor(encoder, client, collection, layout=payload_layout,
-                                          chunk_tokens=chunk_tokens, overlap=chunk_overlap, batch_size=batch_size,
-                                          show_progress=True)
-            except ValueError as err:
-                raise typer.BadParameter(str(err)) from err
-            report = ingestor.ingest(paths, text_field=text_field, id_field=id_field, recreate=recreate,
-                                     prune=prune)
-        except CollectionMismatchError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from err
-        finally:
-            client.close()
+                encoder = LLM2Vec.from_pretrained(model, peft_model, dtype=dtype, device=device)
+                try:
+                    ingestor = QdrantIngestor(encoder, client, collection, layout=payload_layout,
+                                              chunk_tokens=chunk_tokens, overlap=chunk_overlap,
+                                              batch_size=batch_size, show_progress=True)
+                except ValueError as err:
+                    raise typer.BadParameter(str(err)) from err
+                report = ingestor.ingest(paths, text_field=text_field, id_field=id_field, recreate=recreate,
+                                         prune=prune)
+            finally:
+                client.close()
     for skipped in report.skipped:
         typer.echo(f"skipped {skipped.where}: {skipped.reason}", err=True)
     typer.echo(
@@ -110,7 +122,6 @@ def index(
 
 def _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_url, api_key, layout, text_field,
                     id_field, chunk_tokens, overlap, batch_size, recreate, dtype, device, address, encoders, gpus):
-    from llm2vec_plugins.integrations.qdrant import CollectionMismatchError
     from llm2vec_plugins.integrations.qdrant.distributed import ingest_with_ray
 
     try:
@@ -119,15 +130,11 @@ def _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_ur
         raise typer.BadParameter("--ray needs Ray: pip install 'llm2vec-plugins[ray]'") from err
     if not ray_lib.is_initialized():
         ray_lib.init(address=address, include_dashboard=False)
-    try:
-        return ingest_with_ray(paths, collection, model=model, peft_model=peft_model, qdrant_url=qdrant_url,
-                               qdrant_path=qdrant_path, api_key=api_key, layout=layout, chunk_tokens=chunk_tokens,
-                               overlap=overlap, batch_size=batch_size, num_encoders=encoders,
-                               gpus_per_encoder=gpus, device=device, dtype=dtype, text_field=text_field,
-                               id_field=id_field, recreate=recreate)
-    except CollectionMismatchError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+    return ingest_with_ray(paths, collection, model=model, peft_model=peft_model, qdrant_url=qdrant_url,
+                           qdrant_path=qdrant_path, api_key=api_key, layout=layout, chunk_tokens=chunk_tokens,
+                           overlap=overlap, batch_size=batch_size, num_encoders=encoders,
+                           gpus_per_encoder=gpus, device=device, dtype=dtype, text_field=text_field,
+                           id_field=id_field, recreate=recreate)
 
 
 def search(
@@ -146,7 +153,6 @@ def search(
 ) -> None:
     """Encode QUERY with the query instruction and print the k best chunks of a collection."""
     from llm2vec_plugins import LLM2Vec
-    from llm2vec_plugins.integrations.qdrant import CollectionMismatchError
     from llm2vec_plugins.integrations.qdrant import search as search_collection
 
     client = _client(qdrant_path, qdrant_url, api_key)
@@ -155,10 +161,8 @@ def search(
             typer.echo(f"error: collection {collection!r} does not exist; create it with `llm2vec index`", err=True)
             raise typer.Exit(2)
         encoder = LLM2Vec.from_pretrained(model, peft_model, dtype=dtype, device=device)
-        hits = search_collection(encoder, client, collection, query, k, instruction=instruction or None)
-    except CollectionMismatchError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+        with _collection_mismatch_exits_2():
+            hits = search_collection(encoder, client, collection, query, k, instruction=instruction or None)
     finally:
         client.close()
     if as_json:
