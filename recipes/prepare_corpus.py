@@ -122,17 +122,26 @@ def sotu(tgz: Path, work: Path):
                     yield " ".join(parts[i:i + 4])
 
 
-def wordnet(deb: Path, work: Path):
+def wordnet_synsets(deb: Path, work: Path):
+    """(words, gloss) per synset of WordNet's data.<pos> files (`offset lex_filenum ss_type w_cnt word lex_id
+    ... | gloss`, w_cnt in hex); the gloss holds the definition and "quoted" usage examples, split by ';'."""
     folder = deb_members(deb, work, "usr/share/wordnet")
     for pos in ("noun", "verb", "adj", "adv"):
         for line in (folder / f"data.{pos}").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith(" ") or " | " not in line:
                 continue  # the licence header lines start with spaces
-            gloss = line.split(" | ", 1)[1].strip()
-            parts = [p.strip().strip('"').strip() for p in gloss.split(";")]
-            for part in parts:
-                if len(part) > 20:
-                    yield part[0].upper() + part[1:] + ("" if part[-1] in ".!?" else ".")
+            head, gloss = line.split(" | ", 1)
+            fields = head.split()
+            words = [fields[4 + 2 * i].replace("_", " ").split("(")[0] for i in range(int(fields[3], 16))]
+            yield words, gloss.strip()
+
+
+def wordnet(deb: Path, work: Path):
+    for _, gloss in wordnet_synsets(deb, work):
+        parts = [p.strip().strip('"').strip() for p in gloss.split(";")]
+        for part in parts:
+            if len(part) > 20:
+                yield part[0].upper() + part[1:] + ("" if part[-1] in ".!?" else ".")
 
 
 class _Paragraphs(html.parser.HTMLParser):

@@ -98,21 +98,13 @@ def stsb_rows(data: Path, banned: set[str], n: int, rng: random.Random) -> tuple
 
 
 def wordnet_rows(deb: Path, work: Path, n: int, rng: random.Random) -> list[dict]:
-    """data.<pos> lines: offset lex_filenum ss_type w_cnt word lex_id ... | gloss; "examples" in the gloss."""
-    folder = corpus.deb_members(deb, work, "usr/share/wordnet")
     senses: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)  # word -> [(definition, examples)]
-    for pos in ("noun", "verb", "adj", "adv"):
-        for line in (folder / f"data.{pos}").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith(" ") or " | " not in line:
-                continue
-            head, gloss = line.split(" | ", 1)
-            fields = head.split()
-            words = [fields[4 + 2 * i].replace("_", " ").split("(")[0] for i in range(int(fields[3], 16))]
-            parts = [p.strip() for p in gloss.split(";")]
-            definition = "; ".join(p for p in parts if not p.startswith('"')).strip()
-            examples = [p.strip('"').strip() for p in parts if p.startswith('"')]
-            for word in words:
-                senses[word.lower()].append((definition, [e for e in examples if word.lower() in e.lower()]))
+    for words, gloss in corpus.wordnet_synsets(deb, work):
+        parts = [p.strip() for p in gloss.split(";")]
+        definition = "; ".join(p for p in parts if not p.startswith('"')).strip()
+        examples = [p.strip('"').strip() for p in parts if p.startswith('"')]
+        for word in words:
+            senses[word.lower()].append((definition, [e for e in examples if word.lower() in e.lower()]))
     rows = []
     for word, meanings in senses.items():
         if len(meanings) < 2:
