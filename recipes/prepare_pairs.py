@@ -65,11 +65,13 @@ class OverlapIndex:
                     self.postings[w].append(i)
 
     def ranked(self, query: str, limit: int = 20) -> list[int]:
+        # Sorted words and an index tie-break: set order follows the per-process string hash seed, and the
+        # recipe must mine the same negatives on every run.
         scores: Counter = Counter()
-        for w in set(WORD.findall(query.lower())) - STOP:
+        for w in sorted(set(WORD.findall(query.lower())) - STOP):
             for i in self.postings.get(w, ()):
                 scores[i] += self.idf[w]
-        return [i for i, _ in scores.most_common(limit)]
+        return sorted(scores, key=lambda i: (-scores[i], i))[:limit]
 
 
 def hard_negative(index: OverlapIndex, query: str, avoid: set[str], rng: random.Random) -> str | None:

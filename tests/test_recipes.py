@@ -37,3 +37,10 @@ def test_overlap_index_ranks_shared_rare_words_first():
     index = pairs.OverlapIndex(["the cat sat on the mat", "a dog barked at the mailman", "quantum chromodynamics"])
     assert index.ranked("mailman dog")[0] == 1
     assert index.ranked("chromodynamics")[0] == 2
+
+
+def test_overlap_index_breaks_ties_by_position_whatever_the_hash_seed():
+    pairs = _load("prepare_pairs")
+    index = pairs.OverlapIndex(["a dog here", "a cat there", "a cow elsewhere"])
+    for query in ("cow cat dog", "dog cat cow", "cat cow dog"):
+        assert index.ranked(query) == [0, 1, 2]
