@@ -243,26 +243,30 @@ def test_cli_trains_and_merges(tiny_llama_dir, corpus, tmp_path):
     assert result.exit_code != 0 and "not found" in result.output
 
 
-@pytest.mark.slow
-def test_default_encoder_is_shipped_small_and_loads_offline(smollm2_dir):
+@pytest.fixture(scope="module")
+def default_encoder_assets(smollm2_dir):
     from llm2vec_plugins.loading import ASSETS
 
     folder = ASSETS / "smollm2-135m-llm2vec"
     if not (folder / "supervised" / "adapter_config.json").is_file():
         pytest.skip("the trained adapters are not in this checkout")
-    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) <= 25_000_000
-    model = LLM2Vec.from_pretrained("smollm2-135m-llm2vec")
-    assert model.max_length >= 512  # training truncation is not passed on to users
-    assert model.encode(["A man is playing a guitar."]).shape == (1, 576)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def default_encoder(default_encoder_assets):
+    return LLM2Vec.from_pretrained("smollm2-135m-llm2vec")
 
 
 @pytest.mark.slow
-def test_default_encoder_ranks_a_paraphrase_above_an_unrelated_sentence(smollm2_dir):
-    from llm2vec_plugins.loading import ASSETS
+def test_default_encoder_is_shipped_small_and_loads_offline(default_encoder_assets, default_encoder):
+    assert sum(f.stat().st_size for f in default_encoder_assets.rglob("*") if f.is_file()) <= 25_000_000
+    assert default_encoder.max_length >= 512  # training truncation is not passed on to users
+    assert default_encoder.encode(["A man is playing a guitar."]).shape == (1, 576)
 
-    if not (ASSETS / "smollm2-135m-llm2vec" / "supervised" / "adapter_config.json").is_file():
-        pytest.skip("the trained adapters are not in this checkout")
-    model = LLM2Vec.from_pretrained("smollm2-135m-llm2vec")
-    a, b, c = model.encode(["A man is playing a guitar.", "Someone plays the guitar.", "Stock prices fell sharply."],
-                           normalize_embeddings=True)
+
+@pytest.mark.slow
+def test_default_encoder_ranks_a_paraphrase_above_an_unrelated_sentence(default_encoder):
+    a, b, c = default_encoder.encode(["A man is playing a guitar.", "Someone plays the guitar.",
+                                      "Stock prices fell sharply."], normalize_embeddings=True)
     assert a @ b > a @ c
