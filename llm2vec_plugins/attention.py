@@ -121,3 +121,22 @@ def check_bidirectional(
     finally:
         model.train(was_training)
     return report
+
+
+def verify_attention(model: nn.Module, bidirectional: bool = True) -> BidirectionalReport:
+    """Raise unless `model` attends the way it was set to: bidirectional (or causal) at batch 1 and 2,
+    with and without padding. Batch 1 without padding is where kernels get no mask and silently stay
+    causal, so it is always among the cases.
+
+    Example:
+        >>> verify_attention(set_bidirectional(model))
+    """
+    report = check_bidirectional(model, batch_sizes=(1, 2), padded=(False, True))
+    if bidirectional and not report.is_bidirectional:
+        raise RuntimeError(
+            f"attention of {model.config.model_type!r} stayed causal after enabling bidirectional "
+            f"attention ({report}); this architecture does not use transformers' shared masking code"
+        )
+    if not bidirectional and not report.is_causal:
+        raise RuntimeError(f"attention is not causal although enable_bidirectional=False ({report})")
+    return report

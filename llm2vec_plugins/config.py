@@ -42,11 +42,14 @@ class LLM2VecConfig:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> LLM2VecConfig | None:
-        """Read `llm2vec_config.json` from a folder; None when the folder has none."""
-        path = Path(directory) / CONFIG_NAME
-        if not path.is_file():
+    def load(cls, directory: str | Path, **hub_kwargs) -> LLM2VecConfig | None:
+        """Read `llm2vec_config.json` from a folder or hub repo; None when it has none."""
+        from llm2vec_plugins.loading import repo_file
+
+        found = repo_file(str(directory), CONFIG_NAME, **hub_kwargs)
+        if found is None:
             return None
+        path = Path(found)
         known = {f.name for f in fields(cls)}
         # Unknown keys are ignored so that files written by newer versions still load.
         return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})

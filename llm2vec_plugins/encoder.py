@@ -1,6 +1,8 @@
 """`LLM2Vec`: a decoder-only LLM used as a bidirectional text encoder (drop-in for the reference API)."""
 from __future__ import annotations
 
+import copy
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,12 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from llm2vec_plugins.attention import check_bidirectional, set_bidirectional
+from llm2vec_plugins.attention import set_bidirectional, verify_attention
 from llm2vec_plugins.batching import TokenBudgetBatcher, pad_batch
 from llm2vec_plugins.config import LLM2VecConfig, PoolingMode
-from llm2vec_plugins.loading import attach_adapter, load_base_model
+from llm2vec_plugins.loading import HUB_KWARGS, attach_adapter, load_base_model
 from llm2vec_plugins.pooling import pool
-from llm2vec_plugins.templates import template_for
+from llm2vec_plugins.templates import name_for_template, template_for
 from llm2vec_plugins.tokenization import Sentence, split_sentences, tokenize_texts
 
 
@@ -50,6 +52,11 @@ class LLM2Vec(nn.Module):
         self.config = model.config
         # (prefix, suffix) of the chat turn an instruct checkpoint was trained with; see templates.py.
         self.template = template
+        # Devices encode() spreads batches over (one model replica each); None: all visible GPUs when
+        # the model sits on one GPU, else just the model's device.
+        self.data_parallel_devices: list[torch.device] | None = None
+        self._replicas: dict[tuple[int, torch.device], tuple[int, nn.Module]] = {}
+        self._adapter_on_merged_weights = False
 
     # The reference exposes these as attributes; keep them readable and writable.
     pooling_mode = property(lambda self: self.settings.pooling_mode, lambda self, v: self._set("pooling_mode", v))
@@ -60,6 +67,16 @@ class LLM2Vec(nn.Module):
     def _set(self, name: str, value) -> None:
         values = vars(self.settings) | {name: value}
         self.settings = LLM2VecConfig(**values)  # re-validates
+
+    def with_settings(self, **changes) -> LLM2Vec:
+        """A view of this encoder with other settings (pooling, lengths), sharing weights and chat template.
+
+        Example:
+            >>> short = model.with_settings(max_length=128, doc_max_length=128)
+        """
+        view = LLM2Vec(self.model, self.tokenizer, **(vars(self.settings) | changes), template=self.template)
+        view.data_parallel_devices = self.data_parallel_devices
+        return view
 
     @classmethod
     def from_pretrained(
@@ -81,44 +98,42 @@ class LLM2Vec(nn.Module):
     ) -> LLM2Vec:
         """Load an encoder from a hub id, a local folder, a .gguf file or an alias, plus optional LoRA.
 
-        Encoder settings left as None come from `llm2vec_config.json` (in the peft folder if given,
-        else in the base folder), else the reference defaults (mean, 512, 400, True). When
-        `verify_bidirectional` is on, a tiny forward pass proves that attention is really
-        bidirectional (or really causal when `enable_bidirectional=False`) and raises otherwise.
+        Weights load straight onto `device` (default: CUDA when available, else CPU) in `dtype`
+        (default float32); the reference's `torch_dtype=` and `device_map=` keywords work as in
+        transformers. `token` / `revision` / `cache_dir` reach every file this loads. Encoder settings
+        left as None come from `llm2vec_config.json` (in the peft adapter if given, else in the base),
+        else the reference defaults (mean, 512, 400, True). When `verify_bidirectional` is on, tiny
+        forward passes (batch 1 and 2, padded and unpadded) prove that attention is really
+        bidirectional (or really causal when `enable_bidirectional=False`) and raise otherwise.
 
         Example:
-            >>> LLM2Vec.from_pretrained("McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp",
-            ...     "McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp-unsup-simcse", dtype="bfloat16")
+            >>> LLM2Vec.from_pretrained("McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp",
+            ...     "McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp-supervised", torch_dtype=torch.bfloat16)
         """
         model, tokenizer, resolved = load_base_model(
-            base_model_name_or_path, dtype=dtype, trust_remote_code=trust_remote_code, **hf_kwargs
+            base_model_name_or_path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, **hf_kwargs
         )
-        config_sources = [resolved.base, *resolved.merged_adapters]
-        adapters = [a for a in (resolved.top_adapter, peft_model_name_or_path) if a is not None]
-        for adapter in adapters:
-            model = attach_adapter(model, os.fspath(adapter), merge=merge_peft)
-            config_sources.append(os.fspath(adapter))
+        # The asked revision belongs to the base repo; a token or cache folder serves the adapter too.
+        adapter_hub = {k: v for k, v in hf_kwargs.items() if k in HUB_KWARGS and k != "revision"}
+        sources = resolved.sources
+        if peft_model_name_or_path is not None:
+            sources.append(os.fspath(peft_model_name_or_path))
+        for adapter in sources[1 + len(resolved.merged_adapters):]:
+            model = attach_adapter(model, adapter, merge=merge_peft, **adapter_hub)
         settings = LLM2VecConfig()
-        for source in config_sources:  # the last folder with a config wins, as in the reference
-            if os.path.isdir(source):
-                settings = LLM2VecConfig.load(source) or settings
+        for source in sources:  # the last one with a config wins, as in the reference
+            settings = LLM2VecConfig.load(source, **adapter_hub) or settings
         overrides = dict(pooling_mode=pooling_mode, max_length=max_length,
                          doc_max_length=doc_max_length, skip_instruction=skip_instruction)
         settings = LLM2VecConfig(**(vars(settings) | {k: v for k, v in overrides.items() if v is not None}))
         set_bidirectional(model, enable_bidirectional)
         model.eval()
-        if device is not None:
-            model.to(device)
         if verify_bidirectional:
-            report = check_bidirectional(model, batch_sizes=(1, 2), padded=(True,))
-            if enable_bidirectional and not report.is_bidirectional:
-                raise RuntimeError(
-                    f"attention of {model.config.model_type!r} stayed causal after enabling bidirectional "
-                    f"attention ({report}); this architecture does not use transformers' shared masking code"
-                )
-            if not enable_bidirectional and not report.is_causal:
-                raise RuntimeError(f"attention is not causal although enable_bidirectional=False ({report})")
-        return cls(model, tokenizer, **vars(settings), template=template_for(config_sources))
+            verify_attention(model, bidirectional=enable_bidirectional)
+        encoder = cls(model, tokenizer, **vars(settings), template=template_for(sources, **adapter_hub))
+        # Which loaded weights the unmerged adapter sits on: save() must not write it over the raw base.
+        encoder._adapter_on_merged_weights = bool(resolved.merged_adapters) or len(sources) > 2
+        return encoder
 
     @property
     def device(self) -> torch.device:
@@ -147,10 +162,35 @@ class LLM2Vec(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled embeddings (batch, dim) for tokenized features, with autograd (used by the trainers)."""
-        out = self.model(
-            input_ids=features["input_ids"], attention_mask=features["attention_mask"], use_cache=False
-        )
+        return self._embed(self.model, features)
+
+    def _embed(self, model: nn.Module, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = model(input_ids=features["input_ids"], attention_mask=features["attention_mask"], use_cache=False)
         return pool(out.last_hidden_state, features["embed_mask"], features["attention_mask"], self.pooling_mode)
+
+    def _encode_devices(self) -> list[torch.device]:
+        if self.data_parallel_devices is not None:
+            return [torch.device(d) for d in self.data_parallel_devices]
+        device = self.device
+        # Like the reference: every visible GPU takes a share. A model spread over GPUs by a device_map
+        # already uses them all, so it runs as one.
+        if device.type == "cuda" and not getattr(self.model, "hf_device_map", None) and torch.cuda.device_count() > 1:
+            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        return [device]
+
+    def _replicas_for(self, devices: list[torch.device]) -> list[nn.Module]:
+        """One model per device: the model itself first, then copies made once and refreshed when the
+        weights changed in place (training steps bump every parameter's version counter)."""
+        version = sum(p._version for p in self.model.parameters())
+        models = [self.model]
+        for slot, device in enumerate(devices[1:], start=1):
+            cached = self._replicas.get((slot, device))
+            if cached is None or cached[0] != version:
+                self._replicas.pop((slot, device), None)
+                cached = (version, copy.deepcopy(self.model).to(device).eval())
+                self._replicas[(slot, device)] = cached
+            models.append(cached[1])
+        return models
 
     def encode(
         self,
@@ -166,7 +206,9 @@ class LLM2Vec(nn.Module):
         """Embed sentences; returns float32 numpy (n, dim), or a CPU tensor with `convert_to_tensor=True`.
 
         All texts are tokenized in one call, sorted by length and batched under `batch_size` items and
-        `max_batch_tokens` padded tokens, so padding is small; output keeps the input order.
+        `max_batch_tokens` padded tokens, so padding is small; output keeps the input order. With
+        several GPUs visible (and the model on one of them), batches are spread over all of them, one
+        model copy each, as the reference does; `data_parallel_devices` picks the devices.
         An empty list gives a (0, dim) array.
 
         Example:
@@ -185,15 +227,33 @@ class LLM2Vec(nn.Module):
             progress = tqdm(total=len(items), desc="Encoding", unit="text")
         was_training = self.model.training
         self.model.eval()
-        try:
+
+        def run(model: nn.Module, device: torch.device, share: list) -> None:
             with torch.inference_mode():
-                for index in batches:
+                for index in share:
                     batch = pad_batch([items[i].input_ids for i in index], [items[i].embed_mask for i in index],
                                       self.tokenizer.pad_token_id)
-                    batch = {k: v.to(self.device) for k, v in batch.items()}
-                    out[torch.from_numpy(index)] = self.forward(batch).cpu()
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    out[torch.from_numpy(index)] = self._embed(model, batch).float().cpu()
                     if progress is not None:
                         progress.update(len(index))
+
+        try:
+            devices = self._encode_devices() if len(batches) > 1 else [self.device]
+            if devices[0] != self.device:  # the model itself serves the first share
+                self.model.to(devices[0])
+            if len(devices) == 1:
+                run(self.model, self.device, batches)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                # Batches are sorted by length, so dealing them round-robin gives each device equal work.
+                # Threads suffice: the GIL is released while each GPU computes; each writes its own rows.
+                replicas = self._replicas_for(devices)
+                with ThreadPoolExecutor(len(devices), thread_name_prefix="llm2vec-encode") as pool_:
+                    jobs = [pool_.submit(run, replicas[i], d, batches[i::len(devices)]) for i, d in enumerate(devices)]
+                    for job in jobs:
+                        job.result()
         finally:
             self.model.train(was_training)
             if progress is not None:
@@ -205,15 +265,25 @@ class LLM2Vec(nn.Module):
         return out.numpy()
 
     def save(self, output_path: str | os.PathLike, merge_before_save: bool = False, save_config: bool = True) -> Path:
-        """Write the model (or its peft adapter), tokenizer and llm2vec_config.json to a folder.
+        """Write the model, tokenizer and llm2vec_config.json to a folder that both
+        `LLM2Vec.from_pretrained(output_path)` and the reference implementation load back.
 
-        `LLM2Vec.from_pretrained(output_path)` loads it back; the reference implementation does too.
+        An unmerged adapter on the plain base is written alone (its config names the base); an
+        adapter on weights that already hold merged adapters (a `-mntp` base, a stacked adapter) is
+        merged first, since no base repo holds those weights. The chat template's model id goes into
+        config.json as `_name_or_path`, where the reference looks for it.
+
+        Example:
+            >>> LLM2Vec.from_pretrained("smollm2-135m-llm2vec").save("my-encoder")
+            >>> LLM2Vec.from_pretrained("my-encoder")
         """
         from peft import PeftModel
 
         output_path = Path(output_path)
-        if merge_before_save and isinstance(self.model, PeftModel):
+        if isinstance(self.model, PeftModel) and (merge_before_save or self._adapter_on_merged_weights):
             self.model = self.model.merge_and_unload()
+            self._adapter_on_merged_weights = False
+            self._replicas.clear()
         config = self.model.config
         # `is_causal` is our runtime switch, not a property of the checkpoint.
         had_flag, flag = hasattr(config, "is_causal"), getattr(config, "is_causal", None)
@@ -224,6 +294,12 @@ class LLM2Vec(nn.Module):
         finally:
             if had_flag:
                 config.is_causal = flag
+        template_model = name_for_template(self.template)
+        config_file = output_path / "config.json"
+        if template_model is not None and config_file.is_file():
+            saved = json.loads(config_file.read_text())
+            saved["_name_or_path"] = template_model
+            config_file.write_text(json.dumps(saved, indent=2) + "\n")
         self.tokenizer.save_pretrained(output_path)
         if save_config:
             self.settings.save(output_path)

@@ -13,7 +13,7 @@ import re
 import tempfile
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -133,17 +133,70 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+# Keyword arguments of transformers' from_pretrained that say where files come from; they must reach the
+# config, tokenizer and adapter loads as well as the weights (a private repo needs its token everywhere).
+HUB_KWARGS = ("token", "revision", "cache_dir", "local_files_only", "force_download", "proxies", "subfolder")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+def repo_file(name: str, filename: str, **hub_kwargs) -> str | None:
+    """Local path of `filename` in a model folder or hub repo, or None when the repo has no such file.
+
+    Hub repos are looked up through transformers' own cache logic, so this works online, offline
+    (`HF_HUB_OFFLINE=1` with a filled cache) and with `revision` / `token`.
+
+    Example:
+        >>> repo_file("McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp", "adapter_config.json")
+    """
+    if os.path.isdir(name):
+        path = os.path.join(name, hub_kwargs.get("subfolder") or "", filename)
+        return path if os.path.isfile(path) else None
+    if not HUB_ID.fullmatch(name):
+        return None
+    from transformers.utils import cached_file
+
+    return cached_file(name, filename, _raise_exceptions_for_gated_repo=False,
+                       _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False, **hub_kwargs)
+
+
 @dataclass
 class ResolvedModel:
-    """Where the base weights are, and the adapters to apply on top (merged)."""
+    """Where the base weights are, and the adapters to apply on top (merged), all as folders or hub ids.
+
+    `revisions` holds the revision the user asked for, keyed by the one repo it applies to (the repo
+    named in the call; a base that an adapter names is read at its default revision, as transformers does).
+    """
 
     base: str
     merged_adapters: tuple[str, ...] = ()
     top_adapter: str | None = None  # from an alias: applied last (like peft_model_name_or_path)
+    revisions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> list[str]:
+        """Base then adapters, in the order they are applied (later ones override settings)."""
+        return [self.base, *self.merged_adapters, *([self.top_adapter] if self.top_adapter else [])]
+
+    def hub_kwargs(self, name: str, hub_kwargs: dict) -> dict:
+        """`hub_kwargs` for loading files of `name`: the asked revision only where it belongs."""
+        kwargs = {k: v for k, v in hub_kwargs.items() if k != "revision"}
+        if name in self.revisions:
+            kwargs["revision"] = self.revisions[name]
+        return kwargs
 
 
-def resolve(name_or_path: str | os.PathLike) -> ResolvedModel:
-    """Turn a user's model argument into a loadable base folder/hub id and its adapters."""
+def resolve(name_or_path: str | os.PathLike, **hub_kwargs) -> ResolvedModel:
+    """Turn a user's model argument into a loadable base folder/hub id and its adapters.
+
+    An adapter repo or folder without weights of its own (the published `*-mntp` repos) resolves to
+    the base its adapter_config names, recursively, with the adapter merged on top; an adapter beside
+    full weights is merged onto those weights.
+
+    Example:
+        >>> resolve("McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp")
+        ResolvedModel(base='meta-llama/Meta-Llama-3-8B-Instruct', merged_adapters=('McGill-NLP/...-mntp',), ...)
+    """
     name = os.fspath(name_or_path)
     if name in ALIASES:
         alias = ALIASES[name]
@@ -165,26 +218,29 @@ def resolve(name_or_path: str | os.PathLike) -> ResolvedModel:
     if path.is_file() and path.suffix == ".gguf":
         return ResolvedModel(str(dense_from_gguf(path)))
     if path.is_dir():
-        adapter_config = path / ADAPTER_CONFIG
-        own_weights = any(not p.name.startswith("adapter_model") for p in path.glob("*.safetensors"))
-        if adapter_config.is_file() and own_weights:
-            # Full weights with an adapter beside them: merge the adapter onto this folder's weights.
-            return ResolvedModel(str(path), (str(path),))
-        if adapter_config.is_file():
-            # An adapter folder used as the base (the published *-mntp repos): load its base, merge it.
-            base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
-            if not base:
-                raise ValueError(f"{adapter_config} names no base_model_name_or_path")
-            inner = resolve(base)
-            return ResolvedModel(inner.base, inner.merged_adapters + (str(path),), inner.top_adapter)
-        if not (path / "config.json").is_file():
+        if not (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is a folder but holds no config.json: not a transformers model")
-        return ResolvedModel(str(path))
-    if not HUB_ID.fullmatch(name) or path.suffix == ".gguf":
+        name = str(path)
+    elif not HUB_ID.fullmatch(name) or path.suffix == ".gguf":
         raise FileNotFoundError(
             f"model path {name!r} does not exist (known aliases: {', '.join(ALIASES)}; hub ids look like 'org/name')"
         )
-    return ResolvedModel(name)
+    revisions = {name: hub_kwargs["revision"]} if hub_kwargs.get("revision") else {}
+    adapter_config = repo_file(name, ADAPTER_CONFIG, **hub_kwargs)
+    if adapter_config is None:
+        return ResolvedModel(name, revisions=revisions)
+    if path.is_dir():
+        own_weights = any(not p.name.startswith("adapter_model") for p in path.glob("*.safetensors"))
+    else:
+        own_weights = any(repo_file(name, f, **hub_kwargs) for f in WEIGHT_FILES)
+    if own_weights:
+        # Full weights with an adapter beside them: merge the adapter onto these weights.
+        return ResolvedModel(name, (name,), revisions=revisions)
+    base = json.loads(Path(adapter_config).read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{adapter_config} names no base_model_name_or_path")
+    inner = resolve(base, **{k: v for k, v in hub_kwargs.items() if k != "revision"})
+    return ResolvedModel(inner.base, inner.merged_adapters + (name,), inner.top_adapter, inner.revisions | revisions)
 
 
 def to_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -202,6 +258,11 @@ def _cpu_has_amx() -> bool:
         return "amx_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
+
+
+def default_device() -> str:
+    """Where a model goes when no device is asked for: the GPU when there is one, as in the reference."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _check_decoder(config, name: str) -> None:
@@ -243,8 +304,12 @@ def load_base_model(
 ):
     """Load (model, tokenizer, resolved) for a hub id, folder, GGUF file or alias, adapters merged.
 
-    `model_class` defaults to AutoModel (the decoder without its LM head); trainers pass
-    AutoModelForCausalLM for MNTP.
+    The weights load straight onto `device` (default: CUDA when available, else CPU) in `dtype`
+    (default float32; `torch_dtype` is accepted as in transformers 4), so a bf16 GPU load never holds
+    a float32 copy in host memory. A `device_map` (e.g. "auto" to spread a model over GPUs) is
+    passed to transformers as is and wins over `device`. `token`, `revision`, `cache_dir` reach the
+    config, tokenizer and adapter loads too. `model_class` defaults to AutoModel (the decoder without
+    its LM head); trainers pass AutoModelForCausalLM for MNTP.
 
     Example:
         >>> model, tokenizer, resolved = load_base_model("smollm2-135m-instruct")
@@ -252,49 +317,64 @@ def load_base_model(
     from transformers import AutoConfig, AutoModel
 
     model_class = model_class or AutoModel
-    resolved = resolve(name_or_path)
     hf_kwargs = dict(hf_kwargs)
+    hub = {k: hf_kwargs.pop(k) for k in HUB_KWARGS if k in hf_kwargs}
+    resolved = resolve(name_or_path, **hub)
     if "torch_dtype" in hf_kwargs:  # reference / transformers 4 spelling
         dtype = dtype or hf_kwargs.pop("torch_dtype")
-    dtype = to_dtype(dtype) or torch.float32
-    if dtype != torch.float32 and (device is None or torch.device(device).type == "cpu") and not _cpu_has_amx():
+    dtype = torch.float32 if dtype is None else dtype
+    dtype = to_dtype(dtype) if dtype != "auto" else "auto"
+    device_map = hf_kwargs.pop("device_map", None)
+    if device_map is None:
+        device_map = torch.device(device if device is not None else default_device())
+    on_cpu = isinstance(device_map, torch.device) and device_map.type == "cpu" or device_map == "cpu"
+    if dtype not in (torch.float32, "auto") and on_cpu and not _cpu_has_amx():
         # Measured on SmolLM2 (bench/encode_speed.py): without AMX, bf16 is slower than fp32 on CPU, and
         # the model's large activations cost accuracy (minimum cosine to fp32 0.775 over STS-B test).
         warnings.warn(f"{dtype} on a CPU without AMX is usually slower than float32 and less accurate", stacklevel=3)
+    base_hub = resolved.hub_kwargs(resolved.base, hub)
     try:
-        config = AutoConfig.from_pretrained(resolved.base, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(resolved.base, trust_remote_code=trust_remote_code, **base_hub)
     except OSError as err:
         raise OSError(
             f"could not load model {os.fspath(name_or_path)!r}: no local folder of that name, and the "
-            f"Hugging Face hub did not answer ({err.__class__.__name__}). Pass a local folder, a .gguf file "
-            f"or one of: {', '.join(ALIASES)}"
+            f"Hugging Face hub did not answer ({err.__class__.__name__}: {err}). Pass a local folder, a .gguf "
+            f"file or one of: {', '.join(ALIASES)}"
         ) from err
     _check_decoder(config, os.fspath(name_or_path))
     with quiet_transformers():
         model = model_class.from_pretrained(
-            resolved.base, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **hf_kwargs
+            resolved.base, config=config, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code,
+            use_safetensors=True, **base_hub, **hf_kwargs,
         )
     tokenizer_source = resolved.base
     for adapter in resolved.merged_adapters:
-        model = merge_adapter(model, adapter)
-        if (Path(adapter) / "tokenizer_config.json").is_file():
+        # transformers itself attaches the adapter of a folder holding weights + adapter; peft then
+        # loads the same adapter into those same LoRA layers, so it is applied (and merged) once.
+        model = merge_adapter(model, adapter, **resolved.hub_kwargs(adapter, hub))
+        if repo_file(adapter, "tokenizer_config.json", **resolved.hub_kwargs(adapter, hub)):
             tokenizer_source = adapter
-    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=trust_remote_code)
-    if device is not None:
-        model.to(device)
+    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=trust_remote_code,
+                               **resolved.hub_kwargs(tokenizer_source, hub))
     return model, tokenizer, resolved
 
 
-def attach_adapter(model, adapter: str, *, merge: bool, trainable: bool = False):
-    """Put a peft adapter on `model`; merge it into the weights when asked (faster inference)."""
+def attach_adapter(model, adapter: str, *, merge: bool, trainable: bool = False, **hub_kwargs):
+    """Put a peft adapter (folder or hub id) on `model`; merge it into the weights when asked (faster inference).
+
+    An adapter on a model that already carries an unmerged one is stacked: the one underneath is
+    merged first, so each adapter is applied exactly once and on the weights it was trained on.
+    """
     from peft import PeftModel
 
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
     with warnings.catch_warnings():
         # peft probes `model.is_gradient_checkpointing`, which transformers 5 flags as deprecated: not ours to fix.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable, **hub_kwargs)
     return model.merge_and_unload() if merge else model
 
 
-def merge_adapter(model, adapter: str):
-    return attach_adapter(model, adapter, merge=True)
+def merge_adapter(model, adapter: str, **hub_kwargs):
+    return attach_adapter(model, adapter, merge=True, **hub_kwargs)

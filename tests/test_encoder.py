@@ -194,3 +194,21 @@ def test_adapter_beside_full_weights_is_merged_onto_those_weights(tiny_llama_dir
     texts = ["a cat sleeps"]
     explicit = LLM2Vec.from_pretrained(tiny_llama_dir, lora_dir, merge_peft=True).encode(texts)
     np.testing.assert_allclose(LLM2Vec.from_pretrained(folder).encode(texts), explicit, atol=1e-5)
+
+
+def test_encode_spread_over_devices_gives_the_same_vectors(tiny_llama_dir):
+    """The multi-GPU path (one replica per device, batches dealt round-robin), run on two CPU replicas."""
+    model = LLM2Vec.from_pretrained(tiny_llama_dir)
+    texts = _mixed_texts(40)
+    single = model.encode(texts, batch_size=4)
+    model.data_parallel_devices = ["cpu", "cpu"]
+    spread = model.encode(texts, batch_size=4)
+    assert len(model._replicas) == 1
+    np.testing.assert_allclose(spread, single, rtol=1e-5, atol=1e-6 * np.abs(single).max())
+    # A weight update in place (as a training step makes) must reach the replica before the next encode.
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(1.5)
+    spread = model.encode(texts, batch_size=4)
+    model.data_parallel_devices = None
+    single = model.encode(texts, batch_size=4)
+    np.testing.assert_allclose(spread, single, rtol=1e-5, atol=1e-6 * np.abs(single).max())

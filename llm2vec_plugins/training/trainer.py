@@ -25,6 +25,7 @@ from llm2vec_plugins.attention import set_bidirectional
 from llm2vec_plugins.config import LLM2VecConfig
 from llm2vec_plugins.encoder import LLM2Vec
 from llm2vec_plugins.loading import load_base_model
+from llm2vec_plugins.templates import template_for
 from llm2vec_plugins.training.config import TrainConfig, to_dict
 from llm2vec_plugins.training.lora import (
     apply_lora,
@@ -45,12 +46,13 @@ class TrainedModel:
     peft_model: nn.Module
     tokenizer: object
     causal_lm: nn.Module | None = None
+    template: tuple[str, str] | None = None  # the chat turn inference applies: training must see it too
 
     def encoder(self, config: TrainConfig) -> LLM2Vec:
-        """An LLM2Vec view of the decoder being trained (shares its weights)."""
-        encoder = LLM2Vec(self.peft_model, self.tokenizer, pooling_mode=config.pooling_mode,
-                          max_length=config.max_length, doc_max_length=config.max_length)
-        return encoder
+        """An LLM2Vec view of the decoder being trained (shares its weights), tokenizing exactly as
+        the trained encoder will at inference (same chat template)."""
+        return LLM2Vec(self.peft_model, self.tokenizer, pooling_mode=config.pooling_mode,
+                       max_length=config.max_length, doc_max_length=config.max_length, template=self.template)
 
 
 def load_for_training(config: TrainConfig, *, with_lm_head: bool = False, attention_dropout: float = 0.0) -> TrainedModel:
@@ -64,7 +66,10 @@ def load_for_training(config: TrainConfig, *, with_lm_head: bool = False, attent
         from transformers import AutoModelForCausalLM
 
         model_class = AutoModelForCausalLM
-    model, tokenizer, _ = load_base_model(config.model, model_class=model_class, dtype=torch.float32)
+    # Each process loads onto its own GPU (torchrun sets LOCAL_RANK), never all onto the first one.
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    model, tokenizer, resolved = load_base_model(config.model, model_class=model_class, dtype=torch.float32,
+                                                 device=device)
     set_bidirectional(model)
     set_attention_dropout(model, attention_dropout)
     model.config.use_cache = False
@@ -74,7 +79,7 @@ def load_for_training(config: TrainConfig, *, with_lm_head: bool = False, attent
     if with_lm_head:
         model.get_output_embeddings().requires_grad_(False)
     peft_model = apply_lora(decoder, config.lora_r, config.lora_alpha, config.lora_dropout, config.target_modules)
-    return TrainedModel(peft_model, tokenizer, model if with_lm_head else None)
+    return TrainedModel(peft_model, tokenizer, model if with_lm_head else None, template_for(resolved.sources))
 
 
 def training_arguments(config: TrainConfig) -> TrainingArguments:
