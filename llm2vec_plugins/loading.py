@@ -378,3 +378,18 @@ def attach_adapter(model, adapter: str, *, merge: bool, trainable: bool = False,
 
 def merge_adapter(model, adapter: str, **hub_kwargs):
     return attach_adapter(model, adapter, merge=True, **hub_kwargs)
+
+
+def embedding_dim(name_or_path: str | os.PathLike, **hub_kwargs) -> int:
+    """The embedding size of a model, from its config alone (no weights are loaded).
+
+    Example:
+        >>> embedding_dim("smollm2-135m-llm2vec")
+        576
+    """
+    from transformers import AutoConfig
+
+    resolved = resolve(name_or_path, **hub_kwargs)
+    config = AutoConfig.from_pretrained(resolved.base, **resolved.hub_kwargs(resolved.base, hub_kwargs))
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text.hidden_size)

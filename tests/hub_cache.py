@@ -17,14 +17,14 @@ import torch
 
 from tests.tiny_models import build_tiny_model
 
-# family -> (tiny architecture, the base repo id McGill's adapters name)
+# family -> (tiny architecture, the base repo id the adapters name, the -mntp repo id); Llama 3 and
+# Mistral carry the published ids (the README's examples run on them)
 FAMILIES = {
-    "llama": ("llama", "meta-llama/Meta-Llama-3-8B-Instruct"),
-    "mistral": ("mistral", "mistralai/Mistral-7B-Instruct-v0.2"),
-    "gemma": ("gemma2", "google/gemma-2-9b-it"),
-    "qwen2": ("qwen2", "Qwen/Qwen2-1.5B-Instruct"),
+    "llama": ("llama", "meta-llama/Meta-Llama-3-8B-Instruct", "McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp"),
+    "mistral": ("mistral", "mistralai/Mistral-7B-Instruct-v0.2", "McGill-NLP/LLM2Vec-Mistral-7B-Instruct-v2-mntp"),
+    "gemma": ("gemma2", "google/gemma-2-9b-it", "McGill-NLP/LLM2Vec-Gemma-2-9B-it-mntp"),
+    "qwen2": ("qwen2", "Qwen/Qwen2-1.5B-Instruct", "McGill-NLP/LLM2Vec-Qwen2-1.5B-Instruct-mntp"),
 }
-ORG = "McGill-NLP"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -71,9 +71,8 @@ def _random_adapter(base_dir: Path, out: Path, base_name: str, seed: int, merged
 
 def build_published_family(cache: Path, family: str, tokenizer_dir: Path, work: Path) -> PublishedFamily:
     """Write `family`'s base, -mntp and -mntp-supervised repos into the hub cache folder `cache`."""
-    arch, base_id = FAMILIES[family]
-    short = base_id.split("/")[1]
-    ids = PublishedFamily(base_id, f"{ORG}/LLM2Vec-{short}-mntp", f"{ORG}/LLM2Vec-{short}-mntp-supervised")
+    arch, base_id, mntp_id = FAMILIES[family]
+    ids = PublishedFamily(base_id, mntp_id, f"{mntp_id}-supervised")
     base_dir = build_tiny_model(arch, work / f"{family}-base", tokenizer_dir)
     config = json.loads((base_dir / "config.json").read_text())
     config["_name_or_path"] = base_id  # as in the published config.json files

@@ -7,6 +7,7 @@ peft's own merge of the same adapters, not from our loader.
 """
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from llm2vec_plugins import LLM2Vec, set_bidirectional
-from llm2vec_plugins.loading import load_tokenizer
+from llm2vec_plugins.loading import _cpu_has_amx, load_tokenizer
 from llm2vec_plugins.shared import get_encoder
 from llm2vec_plugins.templates import TEMPLATES
 from tests.hub_cache import FAMILIES
@@ -139,3 +140,21 @@ def test_contrastive_training_tokenizes_with_the_template_inference_applies(hub_
     assert training.template == TEMPLATES[ids.base]
     for key, value in inference.tokenize(TEXTS).items():
         assert torch.equal(training.tokenize(TEXTS)[key], value), key
+
+
+def test_readme_hub_example_runs_and_stacks_both_adapters(hub_cache):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b.split("\n", 1)[1] for b in readme.split("```python")[1:] if "-mntp-supervised" in b)
+    block = block.split("```")[0]
+    ids = hub_cache("llama")
+    assert ids.mntp in block and ids.supervised in block
+    namespace = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(block, namespace)  # the README's own code, by hub id
+    # No GPU here, so the weights land on the CPU: the bf16 warning is due exactly when it lacks AMX.
+    assert any("without AMX" in str(w.message) for w in caught) == (not _cpu_has_amx())
+    model = namespace["model"]
+    assert next(model.model.parameters()).dtype == torch.bfloat16
+    expected = _peft_merged(ids, "llama", [ids.mntp, ids.supervised])
+    assert _min_cos(model.encode(TEXTS), expected.encode(TEXTS)) >= 0.99  # bf16 against float32

@@ -39,7 +39,7 @@ class EncoderActor:
 
     def __init__(self, model: str, peft_model: str | None, layout: str, chunk_tokens: int, overlap: int,
                  batch_size: int, threads: int | None, device: str | None, dtype: str | None,
-                 qdrant: dict[str, Any] | None, collection: str, stored_ids=None) -> None:
+                 qdrant: dict[str, Any] | None, collection: str, stored_ids=None, gpus: float = 0) -> None:
         import torch
 
         from llm2vec_plugins import LLM2Vec
@@ -47,7 +47,9 @@ class EncoderActor:
 
         if threads:
             torch.set_num_threads(threads)  # one actor per core: do not oversubscribe
-        self.model = LLM2Vec.from_pretrained(model, peft_model, device=device, dtype=dtype)
+        # Ray hides every GPU but the reserved ones, so "cuda" is this actor's own GPU.
+        self.model = LLM2Vec.from_pretrained(model, peft_model, device=device or ("cuda" if gpus else "cpu"),
+                                             dtype=dtype)
         self.chunker = TokenChunker(self.model.tokenizer, chunk_tokens, overlap)
         self.layout = get_layout(layout)
         self.batch_size = batch_size
@@ -144,10 +146,10 @@ def ingest_with_ray(
     qdrant = {"url": qdrant_url, "api_key": api_key} if qdrant_url else None
     client = connect(path=qdrant_path, url=qdrant_url, api_key=api_key)
     try:
-        # Fail fast (and before writing) on a mismatched collection; the dimension needs the model config.
-        from llm2vec_plugins import LLM2Vec
+        # Fail fast (and before writing) on a mismatched collection; the dimension needs the model config only.
+        from llm2vec_plugins.loading import embedding_dim
 
-        dim = LLM2Vec.from_pretrained(model, peft_model, verify_bidirectional=False).embedding_dim
+        dim = embedding_dim(model)
         if recreate and client.collection_exists(collection):
             client.delete_collection(collection)
         ensure_collection(client, collection, dim, layout_obj)
@@ -172,6 +174,7 @@ def ingest_with_ray(
                 fn_constructor_kwargs=dict(model=model, peft_model=peft_model, layout=layout_obj.name,
                                            chunk_tokens=chunk_tokens, overlap=overlap, batch_size=batch_size,
                                            threads=threads, device=device, dtype=dtype, qdrant=qdrant,
+                                           gpus=gpus_per_encoder,
                                            collection=collection,
                                            stored_ids=ray.put(stored_ids) if stored_ids is not None else None),
             )
