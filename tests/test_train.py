@@ -11,12 +11,14 @@ import torch
 
 from llm2vec_plugins import LLM2Vec
 from llm2vec_plugins.training import build_config, train
-from llm2vec_plugins.training.data import DataError, read_pairs, read_texts
+from llm2vec_plugins.training.data import E5_EMBEDDING_PROMPTS, DataError, read_pairs, read_texts
 from llm2vec_plugins.training.mntp import MNTPCollator, MNTPModel, resolve_mask_token
 from llm2vec_plugins.training.supervised import SourceBatchSampler, SupervisedCollator
 from tests.tiny_models import CORPUS
 
 FAST = dict(max_steps=3, batch_size=4, max_length=32, logging_steps=1, save_steps=100, progress=False)
+# The reference's E5Data marks where the pooled text starts with this string (E5Data.separator).
+REFERENCE_SEPARATOR = "!@#$%^&*()"
 
 
 def assert_close_to_scale(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-4, msg: str = "") -> None:
@@ -169,6 +171,94 @@ def test_supervised_batches_come_from_one_source():
     batches = list(SourceBatchSampler(sources, batch_size=2, seed=1))
     assert len(batches) == 3 + 2 + 1
     assert all(len({sources[i] for i in batch}) == 1 for batch in batches)
+
+
+def write_e5_folder(folder: Path, names: dict[str, int]) -> Path:
+    """A folder in the public E5 layout: {name}.jsonl with {"query", "positive", "negative"} rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in names.items():
+        rows = [{"query": f"{name} query {i}", "positive": f"{name} positive {i}", "negative": f"{name} negative {i}"}
+                for i in range(n)]
+        (folder / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return folder
+
+
+def test_e5_folder_takes_each_datasets_instruction_from_the_reference_table(tmp_path):
+    folder = write_e5_folder(tmp_path / "e5", {"msmarco_passage": 3, "allnli": 4, "quora_duplicates": 2,
+                                               "notes": 2})
+    examples, report = read_pairs(folder)
+    by_source = {}
+    for e in examples:
+        by_source.setdefault(e.source, []).append(e)
+    assert set(by_source) == {"msmarco_passage", "allnli", "quora_duplicates"}
+    msmarco = E5_EMBEDDING_PROMPTS["msmarco_passage"]
+    assert {e.instruction for e in by_source["msmarco_passage"]} == {f"{msmarco};"}
+    # Two instructions alternate by row index, and documents carry none.
+    assert [e.instruction for e in by_source["allnli"]] == [f"{E5_EMBEDDING_PROMPTS['allnli'][i % 2]};"
+                                                             for i in range(4)]
+    assert {e.document_instruction for e in examples} == {""}
+    assert by_source["allnli"][1].negatives == ["allnli negative 1"]
+    assert "notes.jsonl" in str(report) and "msmarco_passage 3" in str(report)
+
+
+def test_e5_split_files_merge_into_one_source_with_symmetric_instructions(tmp_path):
+    folder = write_e5_folder(tmp_path / "e5", {"allnli_split1": 2, "allnli_split2": 2, "quora_duplicates_split1": 2})
+    examples, _ = read_pairs(folder)
+    assert {e.source for e in examples} == {"allnli", "quora_duplicates"}
+    premise, similar = (f"{x};" for x in E5_EMBEDDING_PROMPTS["allnli"])
+    split1 = [e for e in examples if e.query.startswith("allnli_split1")]
+    split2 = [e for e in examples if e.query.startswith("allnli_split2")]
+    assert {(e.instruction, e.document_instruction) for e in split1} == {(premise, "")}
+    assert {(e.instruction, e.document_instruction) for e in split2} == {(similar, similar)}
+    quora = E5_EMBEDDING_PROMPTS["quora_duplicates"][0] + ";"
+    assert {(e.instruction, e.document_instruction) for e in examples if e.source == "quora_duplicates"} == {(quora, quora)}
+
+
+def test_one_e5_named_file_is_read_as_the_reference_reads_it(tmp_path):
+    folder = write_e5_folder(tmp_path / "e5", {"fever": 2})
+    examples, _ = read_pairs(folder / "fever.jsonl")
+    assert {(e.source, e.instruction) for e in examples} == {("fever", E5_EMBEDDING_PROMPTS["fever"] + ";")}
+
+
+def test_a_folder_without_e5_files_is_an_error(tmp_path):
+    write_e5_folder(tmp_path / "other", {"mydata": 2})
+    with pytest.raises(DataError, match="msmarco_passage.jsonl"):
+        read_pairs(tmp_path / "other")
+
+
+def test_per_row_instructions_and_sources_still_work(pairs):
+    examples, _ = read_pairs(pairs)
+    assert {e.source for e in examples} == {"a", "b"}
+    assert {(e.instruction, e.document_instruction) for e in examples} == {("Retrieve the answer:", "")}
+
+
+def test_e5_instructions_tokenize_as_the_reference_training_text(tiny_llama_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    encoder = LLM2Vec.from_pretrained(tiny_llama_dir)
+    folder = write_e5_folder(tmp_path / "e5", {"allnli_split2": 2, "hotpot_qa": 2})
+    examples, _ = read_pairs(folder)
+    queries, positives = SupervisedCollator(encoder)(examples)["groups"][:2]
+    for group, side in ((queries, [(e.instruction, e.query) for e in examples]),
+                        (positives, [(e.document_instruction, e.positive) for e in examples])):
+        for row, (instruction, text) in enumerate(side):
+            # The reference's E5Data writes f"{instruction}; " + separator + text, and its tokenize() drops
+            # the separator: those are the tokens the model must see.
+            raw = f"{instruction.removesuffix(';')}; " + REFERENCE_SEPARATOR + text if instruction else text
+            expected = tokenizer("".join(raw.split(REFERENCE_SEPARATOR)))["input_ids"]
+            attended, pooled = group["attention_mask"][row].bool(), group["embed_mask"][row].bool()
+            assert group["input_ids"][row][attended].tolist() == expected
+            # ...and only the text is pooled; the instruction is attended to.
+            assert tokenizer.decode(group["input_ids"][row][pooled]).strip() == text
+            assert bool(instruction) == bool((attended & ~pooled).any())
+
+
+def test_supervised_trains_on_an_e5_folder(tiny_llama_dir, tmp_path):
+    folder = write_e5_folder(tmp_path / "e5", {"msmarco_passage": 8, "allnli": 8})
+    result = train("supervised", model=str(tiny_llama_dir), data=str(folder), output_dir=str(tmp_path / "sup"),
+                   **dict(FAST, max_steps=2))
+    assert result.global_step == 2 and math.isfinite(result.final_loss)
 
 
 def test_contrastive_training_lowers_loss_and_raises_retrieval_accuracy(tiny_llama_dir, tmp_path):

@@ -21,7 +21,8 @@ class TrainConfig:
     """Settings shared by the three stages (model, data, LoRA, optimisation, saving, evaluation)."""
 
     model: str = _opt("", "Base model: hub id, local folder, .gguf file, alias, or a previous stage's adapter folder.")
-    data: str = _opt("", "Training data: .txt (one text per line), .jsonl, .csv, .parquet, or a Hugging Face dataset name.")
+    data: str = _opt("", "Training data: .txt (one text per line), .jsonl, .csv, .parquet, a Hugging Face dataset name, "
+                         "or (supervised) a folder of E5 files: allnli.jsonl, msmarco_passage.jsonl, ...")
     output_dir: str = _opt("", "Where checkpoints and the final adapter folder are written.")
     text_column: str | None = _opt(None, "Column holding the text (JSONL/CSV/Parquet/HF); default: 'text' or 'sentence'.")
     max_examples: int | None = _opt(None, "Use at most this many rows of the data (after skipping bad rows).")

@@ -1,6 +1,7 @@
-"""Supervised contrastive training on E5-style rows: the instruction goes with the query only, every
-other positive in the batch and the hard negatives are negatives, and each batch comes from one
-source dataset (mixing sources in a batch makes in-batch negatives trivially easy)."""
+"""Supervised contrastive training on E5 data: the instruction goes with the query (and, for the
+reference's symmetric datasets, with the documents), every other positive in the global batch and the
+hard negatives are negatives, and each global batch comes from one source dataset (mixing sources in a
+batch makes in-batch negatives trivially easy)."""
 from __future__ import annotations
 
 import random
@@ -52,17 +53,24 @@ class SourceBatchSampler(Sampler[list[int]]):
         return sum(len(v) // self.batch_size for v in self.groups.values())
 
 
+def _paired(instruction: str, text: str) -> str | list[str]:
+    return [instruction, text] if instruction else text
+
+
 @dataclass
 class SupervisedCollator:
-    """Examples -> tokenized groups [instruction + queries, positives, hard negatives (if any)]."""
+    """Examples -> tokenized groups [queries, positives, hard negatives (if any)].
+
+    Instructions are passed as `[instruction, text]` pairs, so they are attended to but not pooled.
+    """
 
     encoder: LLM2Vec
 
     def __call__(self, examples: list[PairExample]) -> dict:
-        queries = [[e.instruction, e.query] if e.instruction else e.query for e in examples]
-        groups = [tokenize_for_training(self.encoder, queries),
-                  tokenize_for_training(self.encoder, [e.positive for e in examples])]
-        negatives = [n for e in examples for n in e.negatives]
+        queries = [_paired(e.instruction, e.query) for e in examples]
+        positives = [_paired(e.document_instruction, e.positive) for e in examples]
+        groups = [tokenize_for_training(self.encoder, queries), tokenize_for_training(self.encoder, positives)]
+        negatives = [_paired(e.document_instruction, n) for e in examples for n in e.negatives]
         if negatives:
             groups.append(tokenize_for_training(self.encoder, negatives))
         return {"groups": groups}
@@ -79,10 +87,10 @@ class SupervisedTrainer(ContrastiveTrainer):
 
 
 def train_supervised(config: SupervisedConfig | None = None, **options) -> TrainResult:
-    """Train a supervised contrastive LoRA adapter on JSONL {"query", "positive", "negative(s)", "instruction"?}.
+    """Train a supervised contrastive LoRA adapter on an E5 folder or JSONL rows (see `read_pairs`).
 
     Example:
-        >>> train_supervised(model="out/mntp", data="e5.jsonl", output_dir="out/supervised",
+        >>> train_supervised(model="out/mntp", data="echo-data/", output_dir="out/supervised",
         ...                  batch_size=64, grad_cache_chunk_size=16, scale=50.0)
     """
     config = config or build_config("supervised", **options)
