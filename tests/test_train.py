@@ -173,6 +173,28 @@ def test_supervised_batches_come_from_one_source():
     assert all(len({sources[i] for i in batch}) == 1 for batch in batches)
 
 
+def test_each_global_batch_of_two_processes_comes_from_one_source():
+    from accelerate.data_loader import BatchSamplerShard
+
+    sources = ["a"] * 13 + ["b"] * 9 + ["c"] * 3
+    # Each process builds its own sampler (same sources and seed) and accelerate shards it, as under torchrun.
+    ranks = [list(BatchSamplerShard(SourceBatchSampler(sources, batch_size=2, seed=3, num_processes=2), 2, rank))
+             for rank in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 3 + 2  # 4-row global batches: a has 3, b 2, c none
+    for step, (first, second) in enumerate(zip(*ranks)):
+        assert len(first) == len(second) == 2 and not set(first) & set(second)
+        assert len({sources[i] for i in first + second}) == 1, f"step {step} mixes sources"
+    assert {sources[i] for batch in ranks[0] for i in batch} == {"a", "b"}
+
+
+def test_source_batches_are_reshuffled_per_epoch():
+    sampler = SourceBatchSampler(["a"] * 8 + ["b"] * 8, batch_size=2, seed=0)
+    first = list(sampler)
+    assert list(sampler) == first  # the order follows the epoch the Trainer sets, so resume replays it
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
 def write_e5_folder(folder: Path, names: dict[str, int]) -> Path:
     """A folder in the public E5 layout: {name}.jsonl with {"query", "positive", "negative"} rows."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,8 @@ class SupervisedConfig(TrainConfig):
 
     scale: float = _opt(50.0, "Cosine similarity is multiplied by this (paper: 50).")
     num_hard_negatives: int = _opt(1, "Hard negatives per query (0: in-batch negatives only).")
-    source_column: str = _opt("dataset", "Column naming the source dataset; each batch comes from one source.")
+    source_column: str = _opt("dataset", "Column naming the source dataset (an E5 folder: the file name); each "
+                                         "global batch, all processes together, comes from one source.")
     grad_cache_chunk_size: int | None = _opt(None, "Gradient cache: embed in chunks of this size so a big batch fits in memory.")
     attention_dropout: float = _opt(0.0, "Attention dropout during training.")
 

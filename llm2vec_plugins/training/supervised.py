@@ -19,38 +19,49 @@ from llm2vec_plugins.training.trainer import TrainResult, fit, load_for_training
 
 
 class SourceBatchSampler(Sampler[list[int]]):
-    """Batches of indices that all share one source; shuffled within sources and across batches.
+    """Per-process batches of indices such that each global batch (one batch of every process, at one
+    step) comes from one source, as the reference's E5 loader builds them.
 
-    Incomplete batches at the end of a source are dropped so that every batch has the same size.
+    Each source's indices are shuffled and cut into global batches of `batch_size * num_processes`
+    (a source's incomplete last one is dropped), the global batches are shuffled, and each is yielded as
+    `num_processes` consecutive batches of `batch_size`. accelerate's sharding gives process r the
+    batches r, r + num_processes, ... (round robin), so at every step all processes hold pieces of the
+    same global batch. Every process must build the sampler with the same sources and seed; the order
+    changes with `set_epoch` (the Trainer calls it each epoch).
+
     Example:
-        >>> list(SourceBatchSampler(["a", "a", "b", "b"], batch_size=2, seed=0))
-        [[1, 0], [3, 2]]
+        >>> list(SourceBatchSampler(["a", "a", "b", "b"], batch_size=1, num_processes=2, seed=0))
+        [[2], [3], [0], [1]]
     """
 
-    def __init__(self, sources: list[str], batch_size: int, seed: int = 0) -> None:
-        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+    def __init__(self, sources: list[str], batch_size: int, seed: int = 0, num_processes: int = 1) -> None:
+        self.batch_size, self.num_processes, self.seed, self.epoch = batch_size, num_processes, seed, 0
         groups: dict[str, list[int]] = defaultdict(list)
         for index, source in enumerate(sources):
             groups[source].append(index)
         self.groups = dict(groups)
         if len(self) == 0:
-            raise ValueError(f"no source has {batch_size} examples; lower batch_size "
+            raise ValueError(f"no source has {batch_size} x {num_processes} processes = "
+                             f"{batch_size * num_processes} examples; lower batch_size "
                              f"(sizes: {', '.join(f'{k or None}={len(v)}' for k, v in self.groups.items())})")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(self.seed + self.epoch)
-        self.epoch += 1
-        batches = []
+        size = self.batch_size * self.num_processes
+        global_batches = []
         for indices in self.groups.values():
             indices = indices[:]
             rng.shuffle(indices)
-            batches += [indices[i:i + self.batch_size] for i in range(0, len(indices) - self.batch_size + 1,
-                                                                      self.batch_size)]
-        rng.shuffle(batches)
-        return iter(batches)
+            global_batches += [indices[i:i + size] for i in range(0, len(indices) - size + 1, size)]
+        rng.shuffle(global_batches)
+        return (batch[i:i + self.batch_size] for batch in global_batches for i in range(0, size, self.batch_size))
 
     def __len__(self) -> int:
-        return sum(len(v) // self.batch_size for v in self.groups.values())
+        size = self.batch_size * self.num_processes
+        return sum(len(v) // size for v in self.groups.values()) * self.num_processes
 
 
 def _paired(instruction: str, text: str) -> str | list[str]:
@@ -77,10 +88,11 @@ class SupervisedCollator:
 
 
 class SupervisedTrainer(ContrastiveTrainer):
-    """ContrastiveTrainer whose batches come from one source dataset at a time."""
+    """ContrastiveTrainer whose global batches (all processes together) come from one source dataset."""
 
     def get_train_dataloader(self) -> DataLoader:
-        sampler = SourceBatchSampler([e.source for e in self.train_dataset], self._train_batch_size, self.args.seed)
+        sampler = SourceBatchSampler([e.source for e in self.train_dataset], self._train_batch_size, self.args.seed,
+                                     num_processes=self.accelerator.num_processes)
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
                             num_workers=self.args.dataloader_num_workers)
         return self.accelerator.prepare(loader)
