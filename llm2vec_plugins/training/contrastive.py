@@ -4,6 +4,8 @@ A batch is a list of tokenized groups: [queries, positives] or [queries, positiv
 All groups go through the encoder in one forward pass (one DDP call per step). With a gradient-cache
 chunk size, embeddings are first computed without autograd, the loss's gradient w.r.t. them is taken,
 and then each chunk is re-embedded with autograd and back-propagated: a large batch in small memory.
+Under torch.distributed the loss is that of the global batch (losses.contrastive_loss gathers every
+process's embeddings with their gradient), with and without the gradient cache.
 """
 from __future__ import annotations
 
@@ -78,6 +80,8 @@ class ContrastiveTrainer(EncoderTrainer):
         with self.compute_loss_context_manager():
             loss = self._loss_from_embeddings(embeddings, [g["input_ids"].shape[0] for g in groups])
         loss = loss / self.current_gradient_accumulation_steps
+        # Under torch.distributed this backward runs the gather's collective: embeddings.grad becomes the
+        # sum over processes of their loss's gradient, which DDP's average in pass 2 brings back to one.
         loss.backward()
         # Pass 2: re-embed each chunk with autograd and push the cached gradient through it; gradients
         # are synchronised across processes only on the last chunk.

@@ -1,4 +1,4 @@
-"""The contrastive loss shared by SimCSE and supervised training, with negatives gathered across processes."""
+"""The contrastive loss shared by SimCSE and supervised training, over the batch of every process."""
 from __future__ import annotations
 
 import torch
@@ -6,46 +6,57 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
-def gather_with_grad(local: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Concatenate `local` (n_i, dim) from every process; returns (all rows, offset of this process's rows).
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
-    all_gather carries no gradient, so this process's own slice is put back as the local tensor: the
-    loss then back-propagates through the local embeddings, and DDP averages the gradients, which is
-    what the reference implementation does. Processes may hold different numbers of rows.
+
+def gather_with_grad(local: torch.Tensor) -> torch.Tensor:
+    """Concatenate `local` (n_i, dim) from every process, in rank order, keeping the gradient.
+
+    The backward pass sums, over processes, the gradient that each process's loss sends to this
+    process's rows (torch.distributed.nn's all_gather, as the reference implementation's). When every
+    process computes the same loss over the gathered batch, its rows thus get world_size times their
+    gradient of that loss, and DDP's average over processes leaves exactly the gradient of one process
+    on the combined batch. Processes may hold different numbers of rows (they are padded to the largest
+    for the collective, and the padding is cut off again). Without a process group: `local` itself.
+
+    Example:
+        >>> everyone = gather_with_grad(local_embeddings)   # (sum of n_i, dim), differentiable
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return local, 0
-    world, rank = dist.get_world_size(), dist.get_rank()
-    sizes = [torch.zeros(1, dtype=torch.long, device=local.device) for _ in range(world)]
+    if not _distributed():
+        return local
+    from torch.distributed.nn.functional import all_gather
+
+    sizes = [torch.zeros(1, dtype=torch.long, device=local.device) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, torch.tensor([local.shape[0]], device=local.device))
     sizes = [int(s.item()) for s in sizes]
-    padded = torch.zeros(max(sizes), *local.shape[1:], dtype=local.dtype, device=local.device)
-    padded[: local.shape[0]] = local.detach()
-    gathered = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(gathered, padded)
-    parts = [g[:n] for g, n in zip(gathered, sizes)]
-    parts[rank] = local
-    return torch.cat(parts), sum(sizes[:rank])
+    padded = F.pad(local, (0, 0) * (local.dim() - 1) + (0, max(sizes) - local.shape[0]))
+    return torch.cat([part[:n] for part, n in zip(all_gather(padded), sizes)])
 
 
 def contrastive_loss(queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None = None,
                      scale: float = 20.0, gather: bool = True) -> torch.Tensor:
     """InfoNCE over cosine similarity x `scale`: query i must pick positive i among all positives
-    (in-batch negatives, from every process when `gather`) and all hard negatives.
+    (in-batch negatives) and all hard negatives.
+
+    With `gather` under torch.distributed, the queries, positives and negatives of every process are
+    gathered with their gradient and each process computes the loss of the whole global batch, as the
+    reference does: the loss and, after DDP's gradient averaging, the parameter gradients are those of
+    one process holding every row (see `gather_with_grad`).
 
     Example:
         >>> loss = contrastive_loss(model(q), model(d), scale=20.0)
     """
+    if queries.shape[0] != positives.shape[0]:
+        raise ValueError(f"{queries.shape[0]} queries but {positives.shape[0]} positives; each query needs one positive")
     queries, positives = queries.float(), positives.float()
+    negatives = negatives.float() if negatives is not None else None
     if gather:
-        all_positives, offset = gather_with_grad(positives)
-        all_negatives = gather_with_grad(negatives.float())[0] if negatives is not None else None
-    else:
-        all_positives, offset = positives, 0
-        all_negatives = negatives.float() if negatives is not None else None
-    candidates = all_positives if all_negatives is None else torch.cat([all_positives, all_negatives])
+        queries, positives = gather_with_grad(queries), gather_with_grad(positives)
+        negatives = gather_with_grad(negatives) if negatives is not None else None
+    candidates = positives if negatives is None else torch.cat([positives, negatives])
     scores = F.normalize(queries, dim=-1) @ F.normalize(candidates, dim=-1).T * scale
-    labels = torch.arange(queries.shape[0], device=queries.device) + offset
+    labels = torch.arange(queries.shape[0], device=queries.device)
     return F.cross_entropy(scores, labels)
 
 
