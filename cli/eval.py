@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from llm2vec_plugins.cli.common import DtypeName, PoolingMode, check_model_or_fail
 from llm2vec_plugins.loading import DEFAULT_ENCODER
 
 DEFAULT_TASKS = "sts-b,sts12,sts13,sts14,sts15,sts16,sick-r,cranfield"
@@ -37,12 +38,12 @@ def eval_command(
         [], "--document-instruction", help="Instruction for a retrieval task's documents: TASK=TEXT."
     ),
     no_instructions: bool = typer.Option(False, "--no-instructions", help="Encode every text without instruction."),
-    limit: int | None = typer.Option(None, help="Keep N evenly spaced pairs / queries of each task (quick runs)."),
+    limit: int | None = typer.Option(None, min=1, help="Keep N evenly spaced pairs / queries of each task (quick runs)."),
     bidirectional: bool = typer.Option(True, help="--no-bidirectional keeps the model's causal attention."),
-    pooling_mode: str | None = typer.Option(None, help="mean | weighted_mean | eos_token | last_token | bos_token"),
-    batch_size: int = typer.Option(32),
-    dtype: str = typer.Option("float32", help="float32 | bfloat16"),
-    device: str | None = typer.Option(None),
+    pooling_mode: PoolingMode | None = typer.Option(None, help="Default: the model's llm2vec_config.json, else mean."),
+    batch_size: int = typer.Option(32, min=1),
+    dtype: DtypeName = typer.Option("float32"),
+    device: str | None = typer.Option(None, help="Default: CUDA when available, else CPU."),
 ) -> None:
     """Evaluate an encoder MTEB-style on local files: STS Spearman x100, retrieval nDCG@10 x100."""
     from rich.console import Console
@@ -62,6 +63,7 @@ def eval_command(
         raise typer.BadParameter(str(err)) from err
     if not data_dir.is_dir():
         raise typer.BadParameter(f"data directory {data_dir} does not exist (it should hold sts/ and retrieval/)")
+    check_model_or_fail(model, peft_model)
 
     console.print(f"loading {model}" + (f" + {peft_model}" if peft_model else ""))
     encoder = LLM2Vec.from_pretrained(model, peft_model, enable_bidirectional=bidirectional,

@@ -8,9 +8,12 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import typer
 
+from llm2vec_plugins.cli.common import DtypeName, check_model_or_fail, fail
+from llm2vec_plugins.integrations.qdrant.store import DEFAULT_QDRANT_PATH
 from llm2vec_plugins.loading import DEFAULT_ENCODER
 from llm2vec_plugins.shared import DEFAULT_QUERY_INSTRUCTION
 
@@ -21,8 +24,8 @@ _COLLECTION = typer.Option(..., "--collection", "-c", help="Qdrant collection na
 _PATH = typer.Option(None, "--qdrant-path", help="Folder of the embedded Qdrant store (default ./qdrant_data).")
 _URL = typer.Option(None, "--qdrant-url", help="Qdrant server URL (instead of the embedded store).")
 _API_KEY = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant server API key.")
-_DTYPE = typer.Option("float32", help="float32 | bfloat16 | float16")
-_DEVICE = typer.Option(None, help="Torch device, e.g. cuda:0.")
+_DTYPE = typer.Option("float32", help="Weights dtype (bfloat16 on GPUs).")
+_DEVICE = typer.Option(None, help="Torch device, e.g. cuda:0 (default: CUDA when available, else CPU).")
 
 
 @contextmanager
@@ -57,18 +60,18 @@ def index(
     qdrant_path: Path | None = _PATH,
     qdrant_url: str | None = _URL,
     api_key: str | None = _API_KEY,
-    payload_layout: str = typer.Option("llm2vec", help="llm2vec | langchain | llamaindex: payload format, "
-                                                      "so that LangChain or LlamaIndex can query the collection."),
+    payload_layout: Literal["llm2vec", "langchain", "llamaindex"] = typer.Option(
+        "llm2vec", help="Payload format, so that LangChain or LlamaIndex can query the collection."),
     text_field: str = typer.Option("text", help="Text field / column of .jsonl, .csv and .parquet records."),
     id_field: str | None = typer.Option(None, help="Record field holding a stable id (default: record number)."),
-    chunk_tokens: int = typer.Option(256, help="Chunk size in tokens (at most the encoder's doc_max_length)."),
-    chunk_overlap: int = typer.Option(32, help="Tokens shared by consecutive chunks."),
-    batch_size: int = typer.Option(32, help="Encoder batch size."),
+    chunk_tokens: int = typer.Option(256, min=1, help="Chunk size in tokens (at most the encoder's doc_max_length)."),
+    chunk_overlap: int = typer.Option(32, min=0, help="Tokens shared by consecutive chunks."),
+    batch_size: int = typer.Option(32, min=1, help="Encoder batch size."),
     recreate: bool = typer.Option(False, help="Delete and rebuild the collection."),
     prune: bool = typer.Option(False, help="Delete the points of documents no longer in PATHS (deleted files, "
                                            "removed records); not done if any input could not be read."),
     allow_skipped: bool = typer.Option(False, help="Exit 0 even if some files or records were skipped."),
-    dtype: str = _DTYPE,
+    dtype: DtypeName = _DTYPE,
     device: str | None = _DEVICE,
     ray: bool = typer.Option(False, "--ray", help="Run on Ray: Ray Data over files, one encoder actor per worker."),
     ray_address: str | None = typer.Option(None, help="Ray cluster to join (e.g. 'auto', 'ray://head:10001'); "
@@ -86,6 +89,9 @@ def index(
 
     if ray and prune:
         raise typer.BadParameter("--prune is not supported with --ray yet; run a local `llm2vec index --prune`")
+    if chunk_overlap >= chunk_tokens:
+        raise typer.BadParameter(f"--chunk-overlap ({chunk_overlap}) must be smaller than --chunk-tokens ({chunk_tokens})")
+    check_model_or_fail(model, peft_model)
     with _collection_mismatch_exits_2():
         if ray:
             report = _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_url, api_key,
@@ -148,13 +154,20 @@ def search(
     api_key: str | None = _API_KEY,
     instruction: str = typer.Option(DEFAULT_QUERY_INSTRUCTION, help="Query instruction ('' for none)."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as a JSON list."),
-    dtype: str = _DTYPE,
+    dtype: DtypeName = _DTYPE,
     device: str | None = _DEVICE,
 ) -> None:
     """Encode QUERY with the query instruction and print the k best chunks of a collection."""
     from llm2vec_plugins import LLM2Vec
     from llm2vec_plugins.integrations.qdrant import search as search_collection
 
+    if not query.strip():
+        raise typer.BadParameter("the query is empty; pass the text to search for")
+    if qdrant_url is None:
+        store = qdrant_path or Path(DEFAULT_QDRANT_PATH)
+        if not store.is_dir():  # never create an empty store just to find nothing in it
+            fail(f"no Qdrant store at {store}; index documents into it first with `llm2vec index`")
+    check_model_or_fail(model, peft_model)
     client = _client(qdrant_path, qdrant_url, api_key)
     try:
         if not client.collection_exists(collection):

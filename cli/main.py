@@ -1,9 +1,12 @@
 """The `llm2vec` command: each sub-command lives in its own module and only parses arguments."""
 from __future__ import annotations
 
+import os
+
 import typer
 
 from llm2vec_plugins.cli import encode, index
+from llm2vec_plugins.cli.common import DEBUG_ENV
 from llm2vec_plugins.cli import eval as eval_cli
 from llm2vec_plugins.cli import train as train_cli
 
@@ -16,8 +19,10 @@ app = typer.Typer(
 
 
 @app.callback()
-def main() -> None:
+def main(debug: bool = typer.Option(False, "--debug", help="Show a traceback for every error, user mistakes too.")) -> None:
     """Turn decoder-only LLMs into text encoders (LLM2Vec)."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
 
 
 encode.register(app)

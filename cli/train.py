@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -74,7 +74,7 @@ def merge(
     model: str = typer.Option(..., help="Base model (hub id, folder, .gguf, alias) or an adapter folder whose base is merged."),
     adapter: Optional[str] = typer.Option(None, help="Adapter to merge on top (e.g. the SimCSE stage)."),
     output_dir: Path = typer.Option(..., help="Where to write the merged full model."),
-    dtype: str = typer.Option("float32", help="float32 | bfloat16 for the saved weights."),
+    dtype: Literal["float32", "bfloat16"] = typer.Option("float32", help="Dtype of the saved weights."),
 ) -> None:
     """Merge LoRA adapter(s) into the base weights and save a full model folder (+ llm2vec_config.json)."""
     from llm2vec_plugins.training.merge import merge_to_full_model

@@ -53,22 +53,62 @@ def iter_files(paths: Iterable[str | os.PathLike], report: ReadReport) -> Iterat
     """Expand files and directories (recursively, sorted) into the supported files they contain.
 
     A file named explicitly with an unsupported suffix is reported; inside directories such files are
-    ignored silently, as a directory usually holds other things too (images, .gitignore...).
+    ignored silently, as a directory usually holds other things too (images, .gitignore...). Whatever
+    the walk meets and cannot read (a dangling or looping symbolic link, a folder it may not list) is
+    reported with the reason, never left out silently: ingestion must not take it for a deleted file.
     """
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if child.suffix.lower() in SUPPORTED_SUFFIXES and not child.name.startswith("."):
-                    yield child
+            yield from _walk(path, report)
         elif path.is_file():
             if path.suffix.lower() in SUPPORTED_SUFFIXES:
                 yield path
             else:
                 report.skip(path, f"unsupported file type {path.suffix or '(none)'!r}; "
                                   f"expected one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+        elif path.is_symlink():
+            report.skip(path, _broken_link_reason(path))
         else:
             report.skip(path, "no such file or directory")
+
+
+def _walk(root: Path, report: ReadReport) -> Iterator[Path]:
+    """The supported files under `root`, following symbolic links to folders once each (no cycles)."""
+    seen_dirs: set[str] = set()
+    found: list[Path] = []
+
+    def unreadable_dir(err: OSError) -> None:
+        report.skip(err.filename or root, f"cannot list folder: {err.strerror or err}")
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen_dirs:
+            dirs[:] = []  # a link back into the tree: already walked
+            continue
+        seen_dirs.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            child = Path(folder, name)
+            if name.startswith(".") or child.suffix.lower() not in SUPPORTED_SUFFIXES:
+                continue
+            if child.is_file():
+                found.append(child)
+            else:
+                report.skip(child, _broken_link_reason(child) if child.is_symlink() else "not a regular file")
+        for name in list(dirs):  # os.walk lists broken links to folders nowhere else
+            if Path(folder, name).is_symlink() and not Path(folder, name).exists():
+                report.skip(Path(folder, name), _broken_link_reason(Path(folder, name)))
+    yield from sorted(found)
+
+
+def _broken_link_reason(link: Path) -> str:
+    try:
+        link.stat()
+    except OSError as err:
+        target = os.readlink(link)
+        return f"symbolic link to {target} cannot be followed: {err.strerror or err}"
+    return "cannot be read"
 
 
 def read_documents(
@@ -108,6 +148,10 @@ def read_documents(
             records = {".jsonl": _jsonl_records, ".csv": _csv_records, ".parquet": _parquet_records}[suffix]
             found = 0
             for number, record in records(path, report):
+                if found == 0 and suffix != ".jsonl" and text_field not in record:
+                    # Tables have one set of columns: name them instead of skipping every row alike.
+                    raise _Unreadable(f"no {text_field!r} column (columns: {', '.join(map(str, record))}); "
+                                      "choose the text column with --text-field / text_field=")
                 document = _record_document(record, number, source, text_field, id_field, report, path)
                 if document is not None:
                     found += 1

@@ -282,6 +282,43 @@ def _check_decoder(config, name: str) -> None:
         )
 
 
+def _decoder_config(resolved: ResolvedModel, name: str, hub_kwargs: dict, trust_remote_code: bool = False):
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolved.base, trust_remote_code=trust_remote_code,
+                                            **resolved.hub_kwargs(resolved.base, hub_kwargs))
+    except OSError as err:
+        raise OSError(
+            f"could not load model {name!r}: no local folder of that name, and the Hugging Face hub did not "
+            f"answer ({err.__class__.__name__}: {err}). Pass a local folder, a .gguf file or one of: "
+            f"{', '.join(ALIASES)}"
+        ) from err
+    except ValueError as err:  # e.g. a config.json of a model type this transformers does not know
+        raise ValueError(f"{name} is not a model transformers can load: {err}") from err
+    _check_decoder(config, name)
+    return config
+
+
+def check_model(name_or_path: str | os.PathLike, peft_model: str | os.PathLike | None = None, **hub_kwargs):
+    """Find the model and its adapter and read the model's config, without loading any weights; raise
+    FileNotFoundError / OSError / ValueError with a message naming the problem. Lets a command refuse a
+    bad model argument in a second, not after a long load or a long job.
+
+    Example:
+        >>> check_model("smollm2-135m-llm2vec").hidden_size
+        576
+    """
+    resolved = resolve(name_or_path, **hub_kwargs)
+    config = _decoder_config(resolved, os.fspath(name_or_path), hub_kwargs)
+    if peft_model is not None:
+        adapter = os.fspath(peft_model)
+        if Path(adapter).expanduser().exists() or not HUB_ID.fullmatch(adapter):
+            if not Path(adapter, ADAPTER_CONFIG).expanduser().is_file():
+                raise FileNotFoundError(f"adapter {adapter!r} is not a folder holding {ADAPTER_CONFIG}")
+    return config
+
+
 def load_tokenizer(base: str, *, trust_remote_code: bool = False, **hf_kwargs):
     """Load a tokenizer set up for encoding: right padding and a pad token (EOS when it has none)."""
     from transformers import AutoTokenizer
@@ -314,7 +351,7 @@ def load_base_model(
     Example:
         >>> model, tokenizer, resolved = load_base_model("smollm2-135m-instruct")
     """
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     model_class = model_class or AutoModel
     hf_kwargs = dict(hf_kwargs)
@@ -333,15 +370,7 @@ def load_base_model(
         # the model's large activations cost accuracy (minimum cosine to fp32 0.775 over STS-B test).
         warnings.warn(f"{dtype} on a CPU without AMX is usually slower than float32 and less accurate", stacklevel=3)
     base_hub = resolved.hub_kwargs(resolved.base, hub)
-    try:
-        config = AutoConfig.from_pretrained(resolved.base, trust_remote_code=trust_remote_code, **base_hub)
-    except OSError as err:
-        raise OSError(
-            f"could not load model {os.fspath(name_or_path)!r}: no local folder of that name, and the "
-            f"Hugging Face hub did not answer ({err.__class__.__name__}: {err}). Pass a local folder, a .gguf "
-            f"file or one of: {', '.join(ALIASES)}"
-        ) from err
-    _check_decoder(config, os.fspath(name_or_path))
+    config = _decoder_config(resolved, os.fspath(name_or_path), hub, trust_remote_code)
     with quiet_transformers():
         model = model_class.from_pretrained(
             resolved.base, config=config, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code,
@@ -387,9 +416,6 @@ def embedding_dim(name_or_path: str | os.PathLike, **hub_kwargs) -> int:
         >>> embedding_dim("smollm2-135m-llm2vec")
         576
     """
-    from transformers import AutoConfig
-
-    resolved = resolve(name_or_path, **hub_kwargs)
-    config = AutoConfig.from_pretrained(resolved.base, **resolved.hub_kwargs(resolved.base, hub_kwargs))
+    config = check_model(name_or_path, **hub_kwargs)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return int(text.hidden_size)

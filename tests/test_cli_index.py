@@ -11,6 +11,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from llm2vec_plugins.cli.main import app  # noqa: E402
 from llm2vec_plugins.integrations.qdrant import connect  # noqa: E402
+from tests.test_cli_errors import flat  # noqa: E402
 
 runner = CliRunner()
 
@@ -111,12 +112,13 @@ def test_collection_with_another_vector_size_is_refused_with_exit_2(tiny_llama_d
 
 
 def test_search_on_a_missing_collection_says_so(tiny_llama_dir, tmp_path):
+    connect(path=tmp_path / "s").close()  # an existing store without that collection
     result = runner.invoke(app, ["search", "q", "--collection", "nope", "--qdrant-path", str(tmp_path / "s"),
                                  "--model", str(tiny_llama_dir)])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert result.exit_code == 2 and "collection 'nope' does not exist" in result.output
 
 
 def test_unknown_payload_layout_is_a_usage_error(tiny_llama_dir, tmp_path, corpus):
     result = runner.invoke(app, ["index", str(corpus), "--collection", "docs", "--qdrant-path",
                                  str(tmp_path / "s"), "--model", str(tiny_llama_dir), "--payload-layout", "haystack"])
-    assert result.exit_code == 2 and "unknown payload layout 'haystack'" in result.output
+    assert result.exit_code == 2 and "'haystack' is not one of 'llm2vec', 'langchain', 'llamaindex'" in flat(result.output)
