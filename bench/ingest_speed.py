@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from llm2vec_plugins import LLM2Vec
-from llm2vec_plugins.documents import Document
+from llm2vec_plugins.integrations.qdrant.documents import Document
 from llm2vec_plugins.evaluation import read_cranfield
 from llm2vec_plugins.integrations.qdrant import QdrantIngestor, chunk_records, connect
 

@@ -67,7 +67,8 @@ def index(
     chunk_tokens: int = typer.Option(256, min=1, help="Chunk size in tokens (at most the encoder's doc_max_length)."),
     chunk_overlap: int = typer.Option(32, min=0, help="Tokens shared by consecutive chunks."),
     batch_size: int = typer.Option(32, min=1, help="Encoder batch size."),
-    recreate: bool = typer.Option(False, help="Delete and rebuild the collection."),
+    recreate: bool = typer.Option(False, help="Delete and rebuild the collection (re-encodes everything; "
+                                              "needed to switch a collection to another encoder)."),
     prune: bool = typer.Option(False, help="Delete the points of documents no longer in PATHS (deleted files, "
                                            "removed records); not done if any input could not be read."),
     allow_skipped: bool = typer.Option(False, help="Exit 0 even if some files or records were skipped."),
@@ -87,8 +88,6 @@ def index(
     from llm2vec_plugins import LLM2Vec
     from llm2vec_plugins.integrations.qdrant import QdrantIngestor
 
-    if ray and prune:
-        raise typer.BadParameter("--prune is not supported with --ray yet; run a local `llm2vec index --prune`")
     if chunk_overlap >= chunk_tokens:
         raise typer.BadParameter(f"--chunk-overlap ({chunk_overlap}) must be smaller than --chunk-tokens ({chunk_tokens})")
     check_model_or_fail(model, peft_model)
@@ -96,7 +95,7 @@ def index(
         if ray:
             report = _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_url, api_key,
                                      payload_layout, text_field, id_field, chunk_tokens, chunk_overlap, batch_size,
-                                     recreate, dtype, device, ray_address, ray_encoders, ray_gpus_per_encoder)
+                                     recreate, prune, dtype, device, ray_address, ray_encoders, ray_gpus_per_encoder)
         else:
             client = _client(qdrant_path, qdrant_url, api_key)
             try:
@@ -127,7 +126,8 @@ def index(
 
 
 def _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_url, api_key, layout, text_field,
-                    id_field, chunk_tokens, overlap, batch_size, recreate, dtype, device, address, encoders, gpus):
+                    id_field, chunk_tokens, overlap, batch_size, recreate, prune, dtype, device, address, encoders,
+                    gpus):
     from llm2vec_plugins.integrations.qdrant.distributed import ingest_with_ray
 
     try:
@@ -140,7 +140,7 @@ def _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_ur
                            qdrant_path=qdrant_path, api_key=api_key, layout=layout, chunk_tokens=chunk_tokens,
                            overlap=overlap, batch_size=batch_size, num_encoders=encoders,
                            gpus_per_encoder=gpus, device=device, dtype=dtype, text_field=text_field,
-                           id_field=id_field, recreate=recreate)
+                           id_field=id_field, recreate=recreate, prune=prune)
 
 
 def search(

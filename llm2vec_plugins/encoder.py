@@ -57,6 +57,7 @@ class LLM2Vec(nn.Module):
         self.data_parallel_devices: list[torch.device] | None = None
         self._replicas: dict[tuple[int, torch.device], tuple[int, nn.Module]] = {}
         self._adapter_on_merged_weights = False
+        self.source: tuple[str | None, str | None] = (getattr(model, "name_or_path", None), None)  # (model, adapter)
 
     # The reference exposes these as attributes; keep them readable and writable.
     pooling_mode = property(lambda self: self.settings.pooling_mode, lambda self, v: self._set("pooling_mode", v))
@@ -76,6 +77,7 @@ class LLM2Vec(nn.Module):
         """
         view = LLM2Vec(self.model, self.tokenizer, **(vars(self.settings) | changes), template=self.template)
         view.data_parallel_devices = self.data_parallel_devices
+        view.source = self.source
         return view
 
     @classmethod
@@ -131,9 +133,25 @@ class LLM2Vec(nn.Module):
         if verify_bidirectional:
             verify_attention(model, bidirectional=enable_bidirectional)
         encoder = cls(model, tokenizer, **vars(settings), template=template_for(sources, **adapter_hub))
+        encoder.source = (_source_name(base_model_name_or_path), _source_name(peft_model_name_or_path))
         # Which loaded weights the unmerged adapter sits on: save() must not write it over the raw base.
         encoder._adapter_on_merged_weights = bool(resolved.merged_adapters) or len(sources) > 2
         return encoder
+
+    @property
+    def identity(self) -> dict:
+        """What decides this encoder's vectors, as plain JSON: model and adapter as loaded, the encoder
+        settings, chat template, attention and dtype. Stores that hold its vectors (a Qdrant collection)
+        record it, so that vectors of two encoders never mix.
+
+        Example:
+            >>> LLM2Vec.from_pretrained("smollm2-135m-llm2vec").identity["model"]
+            'smollm2-135m-llm2vec'
+        """
+        return {"model": self.source[0], "peft_model": self.source[1], **vars(self.settings),
+                "template": list(self.template) if self.template else None,
+                "bidirectional": not getattr(self.model.config, "is_causal", True),
+                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
 
     @property
     def device(self) -> torch.device:
@@ -304,3 +322,11 @@ class LLM2Vec(nn.Module):
         if save_config:
             self.settings.save(output_path)
         return output_path
+
+
+def _source_name(name: str | os.PathLike | None) -> str | None:
+    """A model argument as recorded in `identity`: local paths absolute (two spellings, one model)."""
+    if name is None:
+        return None
+    name = os.fspath(name)
+    return os.path.realpath(name) if os.path.exists(name) else name

@@ -10,8 +10,8 @@ pytest.importorskip("qdrant_client")
 from qdrant_client import models  # noqa: E402
 
 from llm2vec_plugins import LLM2Vec  # noqa: E402
-from llm2vec_plugins.chunking import TokenChunker  # noqa: E402
-from llm2vec_plugins.documents import ReadReport, read_documents  # noqa: E402
+from llm2vec_plugins.integrations.qdrant.chunking import TokenChunker  # noqa: E402
+from llm2vec_plugins.integrations.qdrant.documents import ReadReport, read_documents  # noqa: E402
 from llm2vec_plugins.integrations.qdrant import (  # noqa: E402
     CollectionMismatchError,
     QdrantIngestor,

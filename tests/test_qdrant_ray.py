@@ -34,7 +34,7 @@ def test_ray_ingest_matches_the_local_ingestor_and_is_idempotent(local_ray, tiny
     (corpus / "empty.txt").write_text("")
 
     report = ingest_with_ray([corpus], "docs", model=str(tiny_llama_dir), qdrant_path=tmp_path / "ray-store",
-                             num_encoders=2, docs_per_task=2, **KW)
+                             num_encoders=2, group_chunks=4, **KW)
     assert report.documents == 7 and report.encoded == report.chunks > 7
     assert [s.reason for s in report.skipped] == ["empty file"]
 
@@ -54,7 +54,7 @@ def test_ray_ingest_matches_the_local_ingestor_and_is_idempotent(local_ray, tiny
 
     (corpus / "d0.txt").write_text("Doc zero was rewritten.")
     again = ingest_with_ray([corpus], "docs", model=str(tiny_llama_dir), qdrant_path=tmp_path / "ray-store",
-                            num_encoders=2, docs_per_task=2, **KW)
+                            num_encoders=2, group_chunks=4, **KW)
     assert again.encoded == 1 and again.stale_deleted > 1
     client = connect(path=tmp_path / "ray-store")
     try:

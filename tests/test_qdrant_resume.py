@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("qdrant_client")
 
-from llm2vec_plugins.chunking import TokenChunker  # noqa: E402
-from llm2vec_plugins.documents import read_documents  # noqa: E402
+from llm2vec_plugins.integrations.qdrant.chunking import TokenChunker  # noqa: E402
+from llm2vec_plugins.integrations.qdrant.documents import read_documents  # noqa: E402
 from llm2vec_plugins.integrations.qdrant import chunk_records, connect  # noqa: E402
 
 CHUNK_TOKENS, OVERLAP = 32, 4
@@ -31,10 +31,13 @@ def _command(tiny_llama_dir, corpus, store):
 
 
 def _expected_ids(tiny_llama_dir, corpus) -> set[str]:
-    from transformers import AutoTokenizer
+    from llm2vec_plugins import LLM2Vec
+    from llm2vec_plugins.integrations.qdrant.store import EncoderIdentity
 
-    chunker = TokenChunker(AutoTokenizer.from_pretrained(tiny_llama_dir), CHUNK_TOKENS, OVERLAP)
-    return {r.point_id for d in read_documents([corpus]) for r in chunk_records(d, chunker)}
+    model = LLM2Vec.from_pretrained(tiny_llama_dir)
+    chunker = TokenChunker(model.tokenizer, CHUNK_TOKENS, OVERLAP)
+    key = EncoderIdentity(model.identity).key  # point ids carry the encoder's identity
+    return {r.point_id for d in read_documents([corpus]) for r in chunk_records(d, chunker, key)}
 
 
 def _stored_ids(store) -> list[str]:

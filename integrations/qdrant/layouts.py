@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 LayoutName = Literal["llm2vec", "langchain", "llamaindex"]
+# Payload field that marks a point as written by llm2vec (its value: the encoder's identity key). Only
+# such points are ever skipped, replaced or pruned: other tools' points in the collection are left alone.
+ENCODER_FIELD = "llm2vec_encoder"
 
 
 @dataclass(frozen=True)
@@ -27,10 +30,11 @@ class ChunkRecord:
     text: str
     content_hash: str
     metadata: dict[str, Any]
+    encoder: str = ""  # key of the encoder identity that made the vector: marks the points llm2vec wrote
 
     def our_fields(self) -> dict[str, Any]:
         return {"source_id": self.source_id, "source": self.source, "chunk_index": self.chunk_index,
-                "content_hash": self.content_hash}
+                "content_hash": self.content_hash, ENCODER_FIELD: self.encoder}
 
 
 class PayloadLayout:
@@ -38,6 +42,7 @@ class PayloadLayout:
 
     name: LayoutName
     source_key: str  # payload key (dotted for nested) holding the source id: used to find a document's points
+    marker_key: str  # payload key (dotted for nested) of ENCODER_FIELD
 
     def payload(self, record: ChunkRecord) -> dict[str, Any]:
         raise NotImplementedError
@@ -54,6 +59,7 @@ class PayloadLayout:
 class Llm2vecLayout(PayloadLayout):
     name = "llm2vec"
     source_key = "source_id"
+    marker_key = ENCODER_FIELD
 
     def payload(self, record: ChunkRecord) -> dict[str, Any]:
         return {"text": record.text, **record.our_fields(), "metadata": record.metadata}
@@ -69,6 +75,7 @@ class Llm2vecLayout(PayloadLayout):
 class LangchainLayout(PayloadLayout):
     name = "langchain"
     source_key = "metadata.source_id"
+    marker_key = f"metadata.{ENCODER_FIELD}"
 
     def payload(self, record: ChunkRecord) -> dict[str, Any]:
         # Our fields last: they are what idempotence relies on, a column may not shadow them.
@@ -84,6 +91,7 @@ class LangchainLayout(PayloadLayout):
 class LlamaindexLayout(PayloadLayout):
     name = "llamaindex"
     source_key = "doc_id"  # what LlamaIndex's QdrantVectorStore.delete(ref_doc_id) filters on
+    marker_key = ENCODER_FIELD  # node metadata lands at the payload's top level
 
     def payload(self, record: ChunkRecord) -> dict[str, Any]:
         try:
@@ -97,8 +105,8 @@ class LlamaindexLayout(PayloadLayout):
             text=record.text,
             metadata={**record.metadata, **record.our_fields()},
             # Our bookkeeping fields are not content: keep them out of what LlamaIndex embeds or shows the LLM.
-            excluded_embed_metadata_keys=["source_id", "chunk_index", "content_hash"],
-            excluded_llm_metadata_keys=["source_id", "chunk_index", "content_hash"],
+            excluded_embed_metadata_keys=["source_id", "chunk_index", "content_hash", ENCODER_FIELD],
+            excluded_llm_metadata_keys=["source_id", "chunk_index", "content_hash", ENCODER_FIELD],
             relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=record.source_id)},
         )
         return node_to_metadata_dict(node, remove_text=False, flat_metadata=False)
