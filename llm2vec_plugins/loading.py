@@ -366,9 +366,11 @@ def load_base_model(
         device_map = torch.device(device if device is not None else default_device())
     on_cpu = isinstance(device_map, torch.device) and device_map.type == "cpu" or device_map == "cpu"
     if dtype not in (torch.float32, "auto") and on_cpu and not _cpu_has_amx():
-        # Measured on SmolLM2 (bench/encode_speed.py): without AMX, bf16 is slower than fp32 on CPU, and
-        # the model's large activations cost accuracy (minimum cosine to fp32 0.775 over STS-B test).
-        warnings.warn(f"{dtype} on a CPU without AMX is usually slower than float32 and less accurate", stacklevel=3)
+        # Measured on SmolLM2: without AMX, bf16 ran at 0.56x fp32 on one avx512_bf16 CPU and 3.4x on another
+        # (bench/encode_speed.py, bench/gpu_check.py --device cpu), and the model's large activations cost
+        # accuracy on every CPU (minimum cosine to fp32 0.775 over STS-B test).
+        warnings.warn(f"{dtype} on a CPU without AMX: its speed against float32 depends on the CPU (measure it), "
+                      "and models with large activations lose accuracy", stacklevel=3)
     base_hub = resolved.hub_kwargs(resolved.base, hub)
     config = _decoder_config(resolved, os.fspath(name_or_path), hub, trust_remote_code)
     with quiet_transformers():
