@@ -8,6 +8,7 @@ import typer
 from llm2vec_plugins.cli import encode, index
 from llm2vec_plugins.cli.common import DEBUG_ENV
 from llm2vec_plugins.cli import eval as eval_cli
+from llm2vec_plugins.cli import serve as serve_cli
 from llm2vec_plugins.cli import train as train_cli
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ encode.register(app)
 train_cli.register(app)
 eval_cli.register(app)
 index.register(app)  # index + search
+serve_cli.register(app)
 # Sub-command modules register themselves here, one line each.
 
 
