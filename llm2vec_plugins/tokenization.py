@@ -1,8 +1,10 @@
-"""Text (+ optional instruction) -> token ids and the mask of tokens to pool, from ONE tokenization.
+"""Text (+ optional instruction) -> token ids and the mask of tokens to pool, as the reference builds them.
 
-The instruction and the text are joined as `"{instruction} {text}"` (as the reference does), tokenized
-once with character offsets, and a token is pooled when it overlaps the text's characters. No separator
-string is inserted, so any text (brackets, emoji, CJK, `!@#$%^&*()`) is safe, and nothing is re-tokenized.
+The instruction and the text are joined as `"{instruction} {text}"` (as the reference does) and tokenized
+once, with character offsets for cutting the text at `doc_max_length`. The pooled tokens are the last N,
+N being the token count of the text (plus a chat template's suffix) tokenized on its own: the reference's
+rule, which its published adapters were trained with. No separator string is inserted, so any text
+(brackets, emoji, CJK, `!@#$%^&*()`) is safe.
 """
 from __future__ import annotations
 
@@ -78,8 +80,10 @@ def tokenize_texts(
       (one warning per call when anything is cut).
     - eos_token pooling appends the tokenizer's EOS id (when the tokenizer did not add it);
       bos_token pooling prepends BOS likewise, so the pooled token really is that token.
-    - `template` = (prefix, suffix) wraps the input in a chat turn (instruct checkpoints); its tokens are
-      attended, never pooled.
+    - `template` = (prefix, suffix) wraps the input in a chat turn (instruct checkpoints). As in the
+      reference, the prefix is attended only and the suffix (e.g. Llama 3's `<|eot_id|>`) is pooled with
+      the text: the reference pools the last tokens of "text + suffix", and its published adapters were
+      trained that way.
     - A text whose characters produce no token of their own (only whitespace, with some tokenizers)
       is pooled over all its input tokens rather than yielding an empty mean.
     """
@@ -89,8 +93,8 @@ def tokenize_texts(
     joined, starts, stops = [], [], []
     for instruction, text in zip(instructions, texts):
         instruction = instruction.strip()
-        if template:  # as the reference: the wrapped input is stripped
-            text = text.rstrip() if instruction else text.strip()
+        if template:  # the reference strips the wrapped "instruction <separator>text": the text's end only
+            text = text.rstrip()
         body = f"{instruction} {text}" if instruction else text
         joined.append(prefix + body + suffix)
         starts.append(len(prefix) + (len(instruction) + 1 if instruction else 0))
@@ -112,26 +116,36 @@ def tokenize_texts(
         raise ValueError("pooling_mode='bos_token' needs a tokenizer with a BOS token")
     # Room kept for the token this pooling mode appends or prepends.
     reserve = 1 if pooling_mode in ("eos_token", "bos_token") else 0
-    out, truncated = [], 0
-    for ids, offsets, special, start, stop in zip(
-        encoded["input_ids"], encoded["offset_mapping"], encoded["special_tokens_mask"], starts, stops
+    kept, pooled_parts, truncated = [], [], 0
+    for text_input, ids, offsets, special, start, stop in zip(
+        joined, encoded["input_ids"], encoded["offset_mapping"], encoded["special_tokens_mask"], starts, stops
     ):
         ids = np.asarray(ids, dtype=np.int64)
-        special = np.asarray(special, dtype=bool)
         offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-        in_text = ~special & (offsets[:, 1] > start) & (offsets[:, 0] < stop)
+        in_text = ~np.asarray(special, dtype=bool) & (offsets[:, 1] > start) & (offsets[:, 0] < stop)
         keep = np.ones(len(ids), dtype=bool)
-        text_rank = np.cumsum(in_text)
         if int(in_text.sum()) > doc_max_length:
-            keep &= ~(in_text & (text_rank > doc_max_length))
+            keep &= ~(in_text & (np.cumsum(in_text) > doc_max_length))
         if keep.sum() + reserve > max_length:
             keep &= np.cumsum(keep) <= max_length - reserve
+        text_end = stop
         if not keep.all():
             truncated += 1
-            ids, in_text, special = ids[keep], in_text[keep], special[keep]
-        pooled = in_text if skip_instruction else np.ones(len(ids), dtype=bool)
-        if not pooled.any():
-            pooled = np.ones(len(ids), dtype=bool)
+            kept_text = np.flatnonzero(in_text & keep)
+            text_end = int(offsets[kept_text[-1], 1]) if len(kept_text) else start
+        kept.append(ids[keep])
+        # What the reference pools: the text (what follows the instruction) and the chat turn's suffix.
+        pooled_parts.append(text_input[start:text_end] + suffix)
+    # The reference pools the last N tokens, N being the token count of that part tokenized on its own
+    # (one batched call). Where the instruction and the text meet, N can differ by a token from the
+    # text's own tokens in context; its published adapters were trained on exactly this mask.
+    counts = [len(c) for c in tokenizer(pooled_parts, add_special_tokens=False, return_attention_mask=False,
+                                        verbose=False)["input_ids"]] if skip_instruction else [0] * len(kept)
+    out = []
+    for ids, count in zip(kept, counts):
+        pooled = np.ones(len(ids), dtype=bool)
+        if skip_instruction and 0 < count < len(ids):
+            pooled[: len(ids) - count] = False
         if pooling_mode == "eos_token" and (len(ids) == 0 or ids[-1] != eos):
             ids, pooled = np.append(ids, eos), np.append(pooled, False)
         if pooling_mode == "bos_token" and (len(ids) == 0 or ids[0] != bos):

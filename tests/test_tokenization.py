@@ -101,12 +101,18 @@ def test_pairs_may_be_lists_or_tuples():
     assert split_sentences([("i", "t"), ["j", "u"], "v"]) == (["i", "j", ""], ["t", "u", "v"])
 
 
-def test_chat_template_tokens_are_attended_but_not_pooled(tokenizer):
+def test_chat_template_prefix_is_attended_and_its_suffix_pooled_as_the_reference_does(tokenizer):
     text = "A man is playing a guitar."
     (item,) = _tok(tokenizer, [INSTRUCTION], [text + "  "], template=("[INST] ", " [/INST]"))
     pooled = item.input_ids[item.embed_mask.astype(bool)]
-    assert tokenizer.decode(pooled).strip() == text
-    assert "[INST]" in tokenizer.decode(item.input_ids) and "[/INST]" in tokenizer.decode(item.input_ids)
+    # The reference pools the last len(tokens(text + suffix)) tokens: the closing tag is pooled.
+    assert tokenizer.decode(pooled).strip() == text + " [/INST]"
+    assert tokenizer.decode(item.input_ids).index("[INST]") < tokenizer.decode(item.input_ids).index(INSTRUCTION)
+
+
+def test_chat_template_keeps_the_texts_leading_whitespace_like_the_reference(tokenizer):
+    (item,) = _tok(tokenizer, [""], ["  a cat  "], template=("[INST] ", " [/INST]"))
+    assert tokenizer.decode(item.input_ids).endswith("[INST]   a cat [/INST]")
 
 
 def test_template_is_detected_from_the_checkpoint_config(tmp_path):
