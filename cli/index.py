@@ -140,7 +140,7 @@ def _index_with_ray(paths, collection, model, peft_model, qdrant_path, qdrant_ur
                            qdrant_path=qdrant_path, api_key=api_key, layout=layout, chunk_tokens=chunk_tokens,
                            overlap=overlap, batch_size=batch_size, num_encoders=encoders,
                            gpus_per_encoder=gpus, device=device, dtype=dtype, text_field=text_field,
-                           id_field=id_field, recreate=recreate, prune=prune)
+                           id_field=id_field, recreate=recreate, prune=prune, show_progress=True)
 
 
 def search(

@@ -1,4 +1,5 @@
-"""SIGKILL the real `llm2vec index` process mid-ingest, rerun it: exactly the expected points, none lost or doubled.
+"""SIGKILL the real `llm2vec index` process mid-ingest, rerun it: exactly the expected points, none lost or doubled,
+on the local path and on the Ray path (same pipeline, Ray reading and encoding).
 
 The test slows the first run with LLM2VEC_TEST_UPLOAD_DELAY (seconds slept after each uploaded group of
 chunks, a test-only hook in integrations/qdrant/ingest.py) so that the kill reliably lands mid-way.
@@ -24,10 +25,11 @@ from llm2vec_plugins.integrations.qdrant import chunk_records, connect  # noqa: 
 CHUNK_TOKENS, OVERLAP = 32, 4
 
 
-def _command(tiny_llama_dir, corpus, store):
+def _command(tiny_llama_dir, corpus, store, path):
+    ray = ["--ray", "--ray-encoders", "1"] if path == "ray" else []
     return [sys.executable, "-m", "llm2vec_plugins.cli.main", "index", str(corpus), "--collection", "docs",
             "--qdrant-path", str(store), "--model", str(tiny_llama_dir),
-            "--chunk-tokens", str(CHUNK_TOKENS), "--chunk-overlap", str(OVERLAP)]
+            "--chunk-tokens", str(CHUNK_TOKENS), "--chunk-overlap", str(OVERLAP), *ray]
 
 
 def _expected_ids(tiny_llama_dir, corpus) -> set[str]:
@@ -50,7 +52,10 @@ def _stored_ids(store) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkilled_ingest_finishes_on_rerun_with_exactly_the_expected_points(tiny_llama_dir, tmp_path):
+@pytest.mark.parametrize("path", ["local", "ray"])
+def test_sigkilled_ingest_finishes_on_rerun_with_exactly_the_expected_points(tiny_llama_dir, tmp_path, path):
+    if path == "ray":
+        pytest.importorskip("ray.data")
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for d in range(24):
@@ -60,7 +65,7 @@ def test_sigkilled_ingest_finishes_on_rerun_with_exactly_the_expected_points(tin
     assert len(expected) > 3 * 128  # several pipeline groups of 128 chunks
 
     env = {**os.environ, "LLM2VEC_TEST_UPLOAD_DELAY": "2"}
-    process = subprocess.Popen(_command(tiny_llama_dir, corpus, store), env=env,
+    process = subprocess.Popen(_command(tiny_llama_dir, corpus, store, path), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr = bytearray()
     reader = threading.Thread(target=lambda: [stderr.extend(b) for b in iter(lambda: process.stderr.read1(4096), b"")],
@@ -81,7 +86,7 @@ def test_sigkilled_ingest_finishes_on_rerun_with_exactly_the_expected_points(tin
     assert 0 < len(partial) < len(expected)
     assert set(partial) <= expected
 
-    rerun = subprocess.run(_command(tiny_llama_dir, corpus, store), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(_command(tiny_llama_dir, corpus, store, path), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"{len(partial)} unchanged" in rerun.stdout
     stored = _stored_ids(store)

@@ -140,6 +140,7 @@ def ingest_with_ray(
     id_field: str | None = None,
     recreate: bool = False,
     prune: bool = False,
+    show_progress: bool = False,
 ) -> IngestReport:
     """Ingest files into Qdrant with Ray: the same result as `QdrantIngestor.ingest`, with the files read on
     the workers and `num_encoders` actors encoding (one per GPU with `gpus_per_encoder=1`). Connects to the
@@ -165,7 +166,8 @@ def ingest_with_ray(
     client = connect(path=qdrant_path, url=qdrant_url, api_key=api_key)
     try:
         ingestor = QdrantIngestor(RayEncoders(actors), client, collection, layout=layout, chunk_tokens=chunk_tokens,
-                                  overlap=overlap, batch_size=batch_size, group_chunks=group_chunks)
+                                  overlap=overlap, batch_size=batch_size, group_chunks=group_chunks,
+                                  show_progress=show_progress)
         return ingestor.ingest(paths, text_field=text_field, id_field=id_field, recreate=recreate, prune=prune,
                                reader=read_documents_with_ray)
     finally:
