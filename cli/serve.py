@@ -29,6 +29,7 @@ def serve(
     device: str | None = typer.Option(None, help="Torch device (default: CUDA when available, else CPU)."),
     batch_size: int = typer.Option(32, min=1, help="Most texts per forward pass."),
     max_batch_tokens: int = typer.Option(16384, min=1, help="Token budget of one encode call across requests."),
+    batch_wait_ms: float = typer.Option(0.0, min=0, help="Wait this long for more requests before a call under the budget."),
     max_queue_tokens: int = typer.Option(262144, min=1, help="Tokens allowed to wait; beyond that: 429."),
     max_items: int = typer.Option(2048, min=1, help="Most inputs per request."),
     max_request_tokens: int = typer.Option(65536, min=1, help="Most tokens per request."),
@@ -50,7 +51,7 @@ def serve(
             model=model, peft_model=peft_model, served_model_name=served_model_name, api_key=api_key or None,
             query_instruction=query_instruction or None, document_instruction=document_instruction or None,
             pooling_mode=pooling_mode, max_length=max_length, normalize=normalize, dtype=dtype, device=device,
-            batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_queue_tokens=max_queue_tokens,
+            batch_size=batch_size, max_batch_tokens=max_batch_tokens, batch_wait_ms=batch_wait_ms, max_queue_tokens=max_queue_tokens,
             max_items=max_items, max_request_tokens=max_request_tokens, max_body_bytes=int(max_body_mb * 2**20),
         )
     check_model_or_fail(model, peft_model)

@@ -2,6 +2,7 @@
 LangChain's OpenAIEmbeddings and raw HTTP; vectors compared with in-process encode()."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import socket
@@ -14,12 +15,15 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
 import uvicorn  # noqa: E402
 
-from llm2vec_plugins.serving import EmbeddingService, ServeSettings, create_app  # noqa: E402
+from llm2vec_plugins.serving import (  # noqa: E402
+    DynamicBatcher, EmbeddingService, ServeSettings, ShuttingDown, create_app,
+)
 from llm2vec_plugins.shared import DEFAULT_QUERY_INSTRUCTION  # noqa: E402
 
 TEXTS = ["A man is playing a guitar on the street.", "The quick brown fox jumps over the lazy dog.",
@@ -157,6 +161,19 @@ def test_langchain_length_check_with_the_models_own_tokenizer_sends_text(served,
     assert_same_vectors(embeddings.embed_documents(TEXTS), served.llm2vec.encode(TEXTS, normalize_embeddings=True))
 
 
+def test_llama_index_openai_like_embedding_gets_the_in_process_vectors(served):
+    openai_like = pytest.importorskip("llama_index.embeddings.openai_like")
+
+    common = dict(api_base=served.url + "/v1", api_key="unused", max_retries=0)
+    documents = openai_like.OpenAILikeEmbedding(model_name=NAME, **common)
+    queries = openai_like.OpenAILikeEmbedding(model_name=NAME + ":query", **common)
+    assert_same_vectors(documents.get_text_embedding_batch(TEXTS),
+                        served.llm2vec.encode(TEXTS, normalize_embeddings=True))
+    assert_same_vectors([queries.get_query_embedding("what is the fox doing?")],
+                        served.llm2vec.encode([[DEFAULT_QUERY_INSTRUCTION, "what is the fox doing?"]],
+                                              normalize_embeddings=True))
+
+
 @pytest.mark.parametrize("payload", [[[5, 17, 42]], [5, 17, 42]], ids=["batch", "single"])
 def test_token_id_input_is_refused_with_the_langchain_hint(served, payload):
     response = served.post({"model": NAME, "input": payload})
@@ -165,8 +182,6 @@ def test_token_id_input_is_refused_with_the_langchain_hint(served, payload):
 
 
 def test_async_openai_client_gets_the_in_process_vectors(served):
-    import asyncio
-
     async def embed_all():
         async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0) as client:
             return await asyncio.gather(*(client.embeddings.create(model=NAME, input=[t]) for t in TEXTS))
@@ -299,6 +314,33 @@ def test_a_full_queue_answers_429_and_the_server_recovers(tiny_llama_dir, monkey
             assert [f.result(30).status_code for f in [first, *queued]] == [200] * (fits + 1)
         assert running.post(body).status_code == 200
         assert running.service.batcher.queued_tokens == 0
+
+
+async def test_a_batch_wait_lets_requests_on_their_way_join_one_call():
+    calls = []
+
+    def encode(sentences):
+        calls.append(list(sentences))
+        return np.zeros((len(sentences), 2), dtype=np.float32)
+
+    batcher = DynamicBatcher(encode, max_batch_tokens=100, max_queue_tokens=1000, max_wait=0.5)
+    first = asyncio.create_task(batcher.submit(["a"], tokens=1))
+    await asyncio.sleep(0.05)  # the encoder is free, but waits for more
+    second = asyncio.create_task(batcher.submit(["b", "c"], tokens=2))
+    assert [len(r) for r in await asyncio.gather(first, second)] == [1, 2]
+    assert calls == [["a", "b", "c"]]
+    await batcher.close()
+
+
+async def test_a_full_token_budget_does_not_wait():
+    batcher = DynamicBatcher(lambda s: np.zeros((len(s), 2), dtype=np.float32), max_batch_tokens=10,
+                             max_queue_tokens=100, max_wait=30)
+    start = time.monotonic()
+    await asyncio.wait_for(batcher.submit(["a long one"], tokens=10), timeout=10)
+    assert time.monotonic() - start < 5
+    await batcher.close()
+    with pytest.raises(ShuttingDown):
+        await batcher.submit(["late"], tokens=1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ token budget, from a bounded queue that refuses work (instead of growing) when i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,7 +46,8 @@ class DynamicBatcher:
     `encode` runs on ONE worker thread, so the event loop keeps serving while it computes. Whenever
     that thread is free, the requests waiting in the queue are taken in arrival order until their
     tokens reach `max_batch_tokens` (a request larger than that goes alone) and encoded in one call;
-    the rows go back to each request. The queue holds at most `max_queue_tokens` tokens: `submit`
+    the rows go back to each request. With `max_wait` > 0 the free encoder first waits up to that many
+    seconds for more requests unless the budget is already full: larger calls, at that much latency. The queue holds at most `max_queue_tokens` tokens: `submit`
     raises `QueueFull` beyond that, so memory stays bounded under any load. `close()` finishes
     everything already queued and refuses the rest (`ShuttingDown`).
 
@@ -60,15 +62,19 @@ class DynamicBatcher:
         *,
         max_batch_tokens: int,
         max_queue_tokens: int,
+        max_wait: float = 0.0,
         on_batch: Callable[[BatchStats], None] | None = None,
         on_queue: Callable[[int, int], None] | None = None,
     ) -> None:
         if max_batch_tokens < 1 or max_queue_tokens < 1:
             raise ValueError(f"token limits must be >= 1, got max_batch_tokens={max_batch_tokens}, "
                              f"max_queue_tokens={max_queue_tokens}")
+        if max_wait < 0:
+            raise ValueError(f"max_wait must be >= 0 seconds, got {max_wait}")
         self.encode = encode
         self.max_batch_tokens = max_batch_tokens
         self.max_queue_tokens = max_queue_tokens
+        self.max_wait = max_wait
         self.on_batch = on_batch
         self.on_queue = on_queue  # (waiting requests, waiting tokens), after every change
         self._waiting: deque[_Waiting] = deque()
@@ -76,6 +82,7 @@ class DynamicBatcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="llm2vec-serve-encode")
         # Created in the serving loop on first use (the batcher may be built before the loop runs).
         self._wakeup: asyncio.Event | None = None
+        self._budget_reached: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._closing = False
 
@@ -107,6 +114,8 @@ class DynamicBatcher:
         self._report_queue()
         self._ensure_worker()
         self._wakeup.set()
+        if self._queued_tokens >= self.max_batch_tokens:
+            self._budget_reached.set()
         # A cancelled caller (client gone) cancels its future; the worker then skips it.
         return await waiting.future
 
@@ -121,7 +130,7 @@ class DynamicBatcher:
     def _ensure_worker(self) -> None:
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
-            self._wakeup = asyncio.Event()
+            self._wakeup, self._budget_reached = asyncio.Event(), asyncio.Event()
             self._worker = loop.create_task(self._work(), name="llm2vec-serve-batcher")
 
     def _report_queue(self) -> None:
@@ -145,6 +154,12 @@ class DynamicBatcher:
         self._report_queue()
         return batch
 
+    async def _gather_more(self) -> None:
+        # Let requests that are on their way join this call, up to `max_wait` or a full budget.
+        self._budget_reached.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._budget_reached.wait(), self.max_wait)
+
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -154,6 +169,8 @@ class DynamicBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if self.max_wait and self._queued_tokens < self.max_batch_tokens and not self._closing:
+                await self._gather_more()
             batch = self._take_batch()
             if not batch:
                 continue

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from pydantic import PositiveInt, SecretStr, model_validator
+from pydantic import NonNegativeFloat, PositiveInt, SecretStr, model_validator
 
 from llm2vec_plugins.serving.batcher import DynamicBatcher, QueueFull, ShuttingDown
 from llm2vec_plugins.serving.metrics import ServerMetrics
@@ -50,6 +50,9 @@ class ServeSettings(EncoderOptions):
     """Most texts per forward pass inside one encode call."""
     max_batch_tokens: PositiveInt = 16384
     """Token budget of one encode call: waiting requests are taken together until it is reached."""
+    batch_wait_ms: NonNegativeFloat = 0.0
+    """How long a free encoder waits for more requests before a call that is under the token budget;
+    0 encodes at once (larger calls pay off where one call is slow, e.g. on CPUs)."""
     max_queue_tokens: PositiveInt = 262144
     """Tokens allowed to wait for the encoder; beyond that requests get 429 (bounded memory)."""
     max_items: PositiveInt = 2048
@@ -99,7 +102,7 @@ class EmbeddingService:
         self._tokenize_thread = ThreadPoolExecutor(1, thread_name_prefix="llm2vec-serve-tokenize")
         self.batcher = DynamicBatcher(
             self._encode, max_batch_tokens=settings.max_batch_tokens, max_queue_tokens=settings.max_queue_tokens,
-            on_batch=self.metrics.observe_batch, on_queue=self.metrics.observe_queue,
+            max_wait=settings.batch_wait_ms / 1000, on_batch=self.metrics.observe_batch, on_queue=self.metrics.observe_queue,
         )
 
     @classmethod
