@@ -11,14 +11,10 @@ import pytest
 
 pytest.importorskip("qdrant_client")
 
-from typer.testing import CliRunner  # noqa: E402
-
 from llm2vec_plugins import LLM2Vec  # noqa: E402
 from llm2vec_plugins.cli.main import app  # noqa: E402
 from llm2vec_plugins.integrations.qdrant import connect  # noqa: E402
-from tests.test_cli_errors import flat  # noqa: E402
-
-runner = CliRunner()
+from tests.test_cli_errors import flat, runner  # noqa: E402
 
 
 @pytest.fixture
