@@ -34,6 +34,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -161,7 +162,8 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 def serve_argv(args, port: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "llm2vec_plugins.cli.main", "serve", "--model", args.model,
             *(["--peft-model", args.peft_model] if args.peft_model else []), "--served-model-name", "bench",
-            "--host", "127.0.0.1", "--port", str(port), "--max-batch-tokens", str(args.max_batch_tokens), *extra]
+            "--host", "127.0.0.1", "--port", str(port), "--max-batch-tokens", str(args.max_batch_tokens),
+            "--batch-wait-ms", str(args.batch_wait_ms), *extra]
 
 
 def print_row(name: str, r: dict, reference: float) -> None:
@@ -176,7 +178,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=512, help="STS-B sentences to send")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--texts-per-request", type=int, default=8)
-    parser.add_argument("--max-batch-tokens", type=int, default=4096, help="the server's per-call token budget")
+    parser.add_argument("--max-batch-tokens", type=int, default=16384, help="the server's per-call token budget")
+    parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="the server's --batch-wait-ms")
     parser.add_argument("--overload-clients", type=int, default=64)
     parser.add_argument("--overload-queue-tokens", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each row counts")
@@ -191,9 +194,10 @@ def main() -> int:
 
     texts = stsb_sentences()[: args.limit]
     report: dict = {"texts": len(texts), "clients": args.clients, "texts_per_request": args.texts_per_request,
+                    "max_batch_tokens": args.max_batch_tokens, "batch_wait_ms": args.batch_wait_ms,
                     "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     print(f"{len(texts)} STS-B sentences, {args.clients} clients x {args.texts_per_request} texts per request, "
-          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"server --max-batch-tokens {args.max_batch_tokens} --batch-wait-ms {args.batch_wait_ms:g}, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}", flush=True)
 
     model = LLM2Vec.from_pretrained(args.model, args.peft_model)
     dim = model.embedding_dim
@@ -318,6 +322,7 @@ def main() -> int:
           f"{burst['min_cosine_to_in_process']:.7f}", flush=True)
     report["overload"] = {k: v for k, v in burst.items() if k not in ("rows", "ok")}
 
+    shutil.rmtree(tmp, ignore_errors=True)  # the merged model folder is as large as the model
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -30,7 +30,8 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(tiny_llama_di
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "llm2vec_plugins.cli.main", "serve", "--model", str(tiny_llama_dir),
-         "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port)],
+         "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
+         "--max-request-tokens", "400000", "--max-queue-tokens", "400000"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -42,7 +43,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(tiny_llama_di
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        texts = [f"two dogs run in a field number {i} " * 12 for i in range(256)]  # ~56k tokens: ~1 s here
+        texts = [f"two dogs run in a field number {i} " * 12 for i in range(1024)]  # ~220k tokens: seconds here
         result: dict = {}
 
         def post() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import NonNegativeFloat, PositiveInt, SecretStr, model_validator
 
-from llm2vec_plugins.serving.batcher import DynamicBatcher, QueueFull, ShuttingDown
+from llm2vec_plugins.serving.batcher import DynamicBatcher, QueueFull, ShuttingDown, encoder_thread
 from llm2vec_plugins.serving.metrics import ServerMetrics
 from llm2vec_plugins.serving.schema import EmbeddingRequest, to_sentences
 from llm2vec_plugins.shared import EncoderOptions, SharedEncoder
@@ -91,7 +91,8 @@ class EmbeddingService:
         >>> body = await service.embed(EmbeddingRequest(input=["a text"]))
     """
 
-    def __init__(self, encoder: SharedEncoder, settings: ServeSettings, metrics: ServerMetrics | None = None) -> None:
+    def __init__(self, encoder: SharedEncoder, settings: ServeSettings, metrics: ServerMetrics | None = None,
+                 encoder_executor: ThreadPoolExecutor | None = None) -> None:
         self.encoder = encoder
         self.settings = settings
         self.metrics = metrics or ServerMetrics()
@@ -102,13 +103,16 @@ class EmbeddingService:
         self._tokenize_thread = ThreadPoolExecutor(1, thread_name_prefix="llm2vec-serve-tokenize")
         self.batcher = DynamicBatcher(
             self._encode, max_batch_tokens=settings.max_batch_tokens, max_queue_tokens=settings.max_queue_tokens,
-            max_wait=settings.batch_wait_ms / 1000, on_batch=self.metrics.observe_batch, on_queue=self.metrics.observe_queue,
+            max_wait=settings.batch_wait_ms / 1000, executor=encoder_executor,
+            on_batch=self.metrics.observe_batch, on_queue=self.metrics.observe_queue,
         )
 
     @classmethod
     def from_settings(cls, settings: ServeSettings) -> EmbeddingService:
-        """Load (or reuse) the shared encoder for these settings and serve it."""
-        return cls(settings.encoder, settings)
+        """Load (or reuse) the shared encoder for these settings and serve it; the model loads on the
+        thread that will run it (see `encoder_thread`)."""
+        executor = encoder_thread()
+        return cls(executor.submit(lambda: settings.encoder).result(), settings, encoder_executor=executor)
 
     @property
     def model_ids(self) -> list[str]:
