@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh all
-.venv/bin/llm2vec index examples/docs --collection quickstart --qdrant-path .qdrant
+# --recreate: a store left by an earlier version (no encoder identity) or another encoder is rebuilt.
+.venv/bin/llm2vec index examples/docs --collection quickstart --qdrant-path .qdrant --recreate
 .venv/bin/llm2vec search "How do I make a decoder attend in both directions?" \
     --collection quickstart --qdrant-path .qdrant -k 3
