@@ -1,7 +1,6 @@
 """Replicas of the embeddings app behind Ray Serve (a local 2-CPU Ray instance, loopback HTTP)."""
 from __future__ import annotations
 
-import socket
 import time
 
 import numpy as np
@@ -16,14 +15,9 @@ pytest.importorskip("fastapi")
 from llm2vec_plugins.serving import ServeSettings  # noqa: E402
 from llm2vec_plugins.serving.ray_serve import build_deployment  # noqa: E402
 from llm2vec_plugins.shared import DEFAULT_QUERY_INSTRUCTION  # noqa: E402
+from tests.test_serve_cli import free_port  # noqa: E402
 
 TEXTS = ["A man is playing a guitar on the street.", "The quick brown fox jumps over the lazy dog."]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
