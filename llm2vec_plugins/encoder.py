@@ -14,7 +14,7 @@ from torch import nn
 from llm2vec_plugins.attention import set_bidirectional, verify_attention
 from llm2vec_plugins.batching import TokenBudgetBatcher, pad_batch
 from llm2vec_plugins.config import LLM2VecConfig, PoolingMode
-from llm2vec_plugins.loading import HUB_KWARGS, attach_adapter, load_base_model
+from llm2vec_plugins.loading import HUB_KWARGS, attach_adapter, load_base_model, without_revision
 from llm2vec_plugins.pooling import pool
 from llm2vec_plugins.templates import name_for_template, template_for
 from llm2vec_plugins.tokenization import Sentence, split_sentences, tokenize_texts
@@ -116,7 +116,7 @@ class LLM2Vec(nn.Module):
             base_model_name_or_path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, **hf_kwargs
         )
         # The asked revision belongs to the base repo; a token or cache folder serves the adapter too.
-        adapter_hub = {k: v for k, v in hf_kwargs.items() if k in HUB_KWARGS and k != "revision"}
+        adapter_hub = without_revision({k: v for k, v in hf_kwargs.items() if k in HUB_KWARGS})
         sources = resolved.sources
         if peft_model_name_or_path is not None:
             sources.append(os.fspath(peft_model_name_or_path))

@@ -139,6 +139,11 @@ HUB_KWARGS = ("token", "revision", "cache_dir", "local_files_only", "force_downl
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
+def without_revision(hub_kwargs: dict) -> dict:
+    """`hub_kwargs` for a repo other than the one the user named: a revision belongs to that repo only."""
+    return {k: v for k, v in hub_kwargs.items() if k != "revision"}
+
+
 def repo_file(name: str, filename: str, **hub_kwargs) -> str | None:
     """Local path of `filename` in a model folder or hub repo, or None when the repo has no such file.
 
@@ -180,7 +185,7 @@ class ResolvedModel:
 
     def hub_kwargs(self, name: str, hub_kwargs: dict) -> dict:
         """`hub_kwargs` for loading files of `name`: the asked revision only where it belongs."""
-        kwargs = {k: v for k, v in hub_kwargs.items() if k != "revision"}
+        kwargs = without_revision(hub_kwargs)
         if name in self.revisions:
             kwargs["revision"] = self.revisions[name]
         return kwargs
@@ -239,7 +244,7 @@ def resolve(name_or_path: str | os.PathLike, **hub_kwargs) -> ResolvedModel:
     base = json.loads(Path(adapter_config).read_text()).get("base_model_name_or_path")
     if not base:
         raise ValueError(f"{adapter_config} names no base_model_name_or_path")
-    inner = resolve(base, **{k: v for k, v in hub_kwargs.items() if k != "revision"})
+    inner = resolve(base, **without_revision(hub_kwargs))
     return ResolvedModel(inner.base, inner.merged_adapters + (name,), inner.top_adapter, inner.revisions | revisions)
 
 
