@@ -111,6 +111,19 @@ class BlockedEncode:
         monkeypatch.setattr(llm2vec, "encode", spy)
 
 
+def send_behind_a_blocked_encode(running, blocked: BlockedEncode, inputs: list) -> list:
+    """Send inputs[0] and hold it in the encoder, queue every other request behind it, then release:
+    the responses, in input order."""
+    client = running.client()
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        first = pool.submit(client.embeddings.create, model=NAME, input=inputs[0])
+        assert blocked.entered.wait(30)
+        rest = [pool.submit(client.embeddings.create, model=NAME, input=x) for x in inputs[1:]]
+        wait_until(lambda: running.service.batcher.queue_depth == len(rest), f"{len(rest)} queued requests")
+        blocked.release.set()
+        return [first.result(30)] + [r.result(30) for r in rest]
+
+
 def wait_until(condition, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -262,15 +275,8 @@ def test_metrics_report_queue_batches_tokens_and_latency(served):
 # ---------------------------------------------------------------------------------------------
 def test_requests_waiting_together_are_encoded_in_one_call(served, monkeypatch):
     blocked = BlockedEncode(monkeypatch, served.llm2vec)
-    client = served.client()
     inputs = [[f"request {i}: {t}" for t in TEXTS[: 1 + i % 3]] for i in range(7)]
-    with ThreadPoolExecutor(7) as pool:
-        first = pool.submit(client.embeddings.create, model=NAME, input=inputs[0])
-        assert blocked.entered.wait(30)
-        rest = [pool.submit(client.embeddings.create, model=NAME, input=x) for x in inputs[1:]]
-        wait_until(lambda: served.service.batcher.queue_depth == 6, "6 queued requests")
-        blocked.release.set()
-        responses = [first.result(30)] + [r.result(30) for r in rest]
+    responses = send_behind_a_blocked_encode(served, blocked, inputs)
     assert [len(c) for c in blocked.calls] == [len(inputs[0]), sum(len(x) for x in inputs[1:])]
     for x, response in zip(inputs, responses):  # each request got its own rows back
         assert_same_vectors(vectors(response), served.llm2vec.encode(x, normalize_embeddings=True))
@@ -279,17 +285,10 @@ def test_requests_waiting_together_are_encoded_in_one_call(served, monkeypatch):
 def test_one_encode_call_stays_within_the_token_budget(tiny_llama_dir, monkeypatch):
     with serving(tiny_llama_dir, max_batch_tokens=40) as running:
         blocked = BlockedEncode(monkeypatch, running.llm2vec)
-        client = running.client()
         inputs = [[f"request {i}: two dogs run in a field."] for i in range(7)]
         tokens = [int(running.llm2vec.tokenize(x)["attention_mask"].sum()) for x in inputs]
         assert 40 // 3 < max(tokens) <= 40 // 2  # two requests fit the budget, three do not
-        with ThreadPoolExecutor(7) as pool:
-            first = pool.submit(client.embeddings.create, model=NAME, input=inputs[0])
-            assert blocked.entered.wait(30)
-            rest = [pool.submit(client.embeddings.create, model=NAME, input=x) for x in inputs[1:]]
-            wait_until(lambda: running.service.batcher.queue_depth == 6, "6 queued requests")
-            blocked.release.set()
-            assert all(r.result(30) for r in [first, *rest])
+        assert all(send_behind_a_blocked_encode(running, blocked, inputs))
         assert [len(c) for c in blocked.calls] == [1, 2, 2, 2]
         for call in blocked.calls:
             assert int(running.llm2vec.tokenize(call)["attention_mask"].sum()) <= 40
