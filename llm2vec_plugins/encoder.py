@@ -16,6 +16,7 @@ from llm2vec_plugins.batching import TokenBudgetBatcher, pad_batch
 from llm2vec_plugins.config import LLM2VecConfig, PoolingMode
 from llm2vec_plugins.loading import HUB_KWARGS, attach_adapter, load_base_model, without_revision
 from llm2vec_plugins.pooling import pool
+from llm2vec_plugins.pruning import num_layers as depth_of
 from llm2vec_plugins.templates import name_for_template, template_for
 from llm2vec_plugins.tokenization import Sentence, split_sentences, tokenize_texts
 
@@ -96,6 +97,7 @@ class LLM2Vec(nn.Module):
         dtype: str | torch.dtype | None = None,
         trust_remote_code: bool = False,
         verify_bidirectional: bool = True,
+        num_layers: int | None = None,
         **hf_kwargs,
     ) -> LLM2Vec:
         """Load an encoder from a hub id, a local folder, a .gguf file or an alias, plus optional LoRA.
@@ -107,13 +109,16 @@ class LLM2Vec(nn.Module):
         else the reference defaults (mean, 512, 400, True). When `verify_bidirectional` is on, tiny
         forward passes (batch 1 and 2, padded and unpadded) prove that attention is really
         bidirectional (or really causal when `enable_bidirectional=False`) and raise otherwise.
+        `num_layers` keeps only the first N decoder layers (layer pruning, see `llm2vec_plugins.pruning`);
+        `save()` then writes a plain model folder of that depth.
 
         Example:
             >>> LLM2Vec.from_pretrained("McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp",
             ...     "McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp-supervised", torch_dtype=torch.bfloat16)
         """
         model, tokenizer, resolved = load_base_model(
-            base_model_name_or_path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, **hf_kwargs
+            base_model_name_or_path, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+            num_layers=num_layers, **hf_kwargs
         )
         # The asked revision belongs to the base repo; a token or cache folder serves the adapter too.
         adapter_hub = without_revision({k: v for k, v in hf_kwargs.items() if k in HUB_KWARGS})
@@ -135,7 +140,9 @@ class LLM2Vec(nn.Module):
         encoder = cls(model, tokenizer, **vars(settings), template=template_for(sources, **adapter_hub))
         encoder.source = (_source_name(base_model_name_or_path), _source_name(peft_model_name_or_path))
         # Which loaded weights the unmerged adapter sits on: save() must not write it over the raw base.
-        encoder._adapter_on_merged_weights = bool(resolved.merged_adapters) or len(sources) > 2
+        # A pruned model is such weights too: no base repo holds a model of that depth.
+        encoder._adapter_on_merged_weights = (bool(resolved.merged_adapters) or len(sources) > 2
+                                              or num_layers is not None or resolved.num_layers is not None)
         return encoder
 
     @property
@@ -151,6 +158,7 @@ class LLM2Vec(nn.Module):
         return {"model": self.source[0], "peft_model": self.source[1], **vars(self.settings),
                 "template": list(self.template) if self.template else None,
                 "bidirectional": not getattr(self.model.config, "is_causal", True),
+                "num_layers": depth_of(self.model.config),
                 "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
 
     @property

@@ -177,6 +177,9 @@ class ResolvedModel:
     merged_adapters: tuple[str, ...] = ()
     top_adapter: str | None = None  # from an alias: applied last (like peft_model_name_or_path)
     revisions: dict[str, str] = field(default_factory=dict)
+    # Layers to keep: adapters trained on a pruned model carry its config.json (like the published
+    # `-mntp` repos carry their base's), whose depth the loaded base is cut to.
+    num_layers: int | None = None
 
     @property
     def sources(self) -> list[str]:
@@ -213,7 +216,9 @@ def resolve(name_or_path: str | os.PathLike, **hub_kwargs) -> ResolvedModel:
                 raise FileNotFoundError(
                     f"model {name!r} needs adapters that are not in this installation: {', '.join(missing)}"
                 )
-            return ResolvedModel(resolved.base, resolved.merged_adapters + tuple(adapters[:-1]), adapters[-1] if adapters else None)
+            return ResolvedModel(resolved.base, resolved.merged_adapters + tuple(adapters[:-1]),
+                                 adapters[-1] if adapters else None,
+                                 num_layers=_min_layers(resolved.num_layers, *map(_adapter_layers, adapters)))
         if alias.gguf is not None:
             path = _packaged_file(*alias.gguf)
             if path is not None:
@@ -245,7 +250,24 @@ def resolve(name_or_path: str | os.PathLike, **hub_kwargs) -> ResolvedModel:
     if not base:
         raise ValueError(f"{adapter_config} names no base_model_name_or_path")
     inner = resolve(base, **without_revision(hub_kwargs))
-    return ResolvedModel(inner.base, inner.merged_adapters + (name,), inner.top_adapter, inner.revisions | revisions)
+    return ResolvedModel(inner.base, inner.merged_adapters + (name,), inner.top_adapter, inner.revisions | revisions,
+                         num_layers=_min_layers(inner.num_layers, _adapter_layers(name, **hub_kwargs)))
+
+
+def _adapter_layers(adapter: str, **hub_kwargs) -> int | None:
+    """The depth named by the config.json beside an adapter (None when it has none)."""
+    found = repo_file(adapter, "config.json", **hub_kwargs)
+    if found is None:
+        return None
+    config = json.loads(Path(found).read_text())
+    config = config.get("text_config", config) if "num_hidden_layers" not in config else config
+    layers = config.get("num_hidden_layers")
+    return int(layers) if isinstance(layers, int) else None
+
+
+def _min_layers(*counts: int | None) -> int | None:
+    known = [c for c in counts if c is not None]
+    return min(known) if known else None
 
 
 def to_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -287,8 +309,13 @@ def _check_decoder(config, name: str) -> None:
         )
 
 
-def _decoder_config(resolved: ResolvedModel, name: str, hub_kwargs: dict, trust_remote_code: bool = False):
+def _decoder_config(resolved: ResolvedModel, name: str, hub_kwargs: dict, trust_remote_code: bool = False,
+                    num_layers: int | None = None):
+    """The base's config, cut to the depth the adapters were trained at (or `num_layers`, when fewer)."""
     from transformers import AutoConfig
+
+    from llm2vec_plugins.pruning import num_layers as depth
+    from llm2vec_plugins.pruning import prune_config
 
     try:
         config = AutoConfig.from_pretrained(resolved.base, trust_remote_code=trust_remote_code,
@@ -302,6 +329,9 @@ def _decoder_config(resolved: ResolvedModel, name: str, hub_kwargs: dict, trust_
     except ValueError as err:  # e.g. a config.json of a model type this transformers does not know
         raise ValueError(f"{name} is not a model transformers can load: {err}") from err
     _check_decoder(config, name)
+    keep = _min_layers(resolved.num_layers, num_layers)
+    if keep is not None and keep != depth(config):
+        prune_config(config, keep)
     return config
 
 
@@ -342,6 +372,7 @@ def load_base_model(
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
     trust_remote_code: bool = False,
+    num_layers: int | None = None,
     **hf_kwargs,
 ):
     """Load (model, tokenizer, resolved) for a hub id, folder, GGUF file or alias, adapters merged.
@@ -351,7 +382,9 @@ def load_base_model(
     a float32 copy in host memory. A `device_map` (e.g. "auto" to spread a model over GPUs) is
     passed to transformers as is and wins over `device`. `token`, `revision`, `cache_dir` reach the
     config, tokenizer and adapter loads too. `model_class` defaults to AutoModel (the decoder without
-    its LM head); trainers pass AutoModelForCausalLM for MNTP.
+    its LM head); trainers pass AutoModelForCausalLM for MNTP. `num_layers` keeps only the first
+    layers (layer pruning; the layers dropped are never loaded); adapters trained on a pruned model
+    are applied to a base pruned to their depth by themselves.
 
     Example:
         >>> model, tokenizer, resolved = load_base_model("smollm2-135m-instruct")
@@ -377,7 +410,7 @@ def load_base_model(
         warnings.warn(f"{dtype} on a CPU without AMX: its speed against float32 depends on the CPU (measure it), "
                       "and models with large activations lose accuracy", stacklevel=3)
     base_hub = resolved.hub_kwargs(resolved.base, hub)
-    config = _decoder_config(resolved, os.fspath(name_or_path), hub, trust_remote_code)
+    config = _decoder_config(resolved, os.fspath(name_or_path), hub, trust_remote_code, num_layers)
     with quiet_transformers():
         model = model_class.from_pretrained(
             resolved.base, config=config, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code,

@@ -46,15 +46,15 @@ def build_tokenizer(path: Path):
     return fast
 
 
-def build_tiny_model(arch: str, path: Path, tokenizer_dir: Path) -> Path:
-    """Save a 2-layer random model of `arch` with the tiny tokenizer into `path`."""
+def build_tiny_model(arch: str, path: Path, tokenizer_dir: Path, layers: int = 2) -> Path:
+    """Save a random model of `arch` (`layers` deep) with the tiny tokenizer into `path`."""
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config_name, extra = ARCHITECTURES[arch]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = getattr(transformers, config_name)(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, **extra,
@@ -63,4 +63,21 @@ def build_tiny_model(arch: str, path: Path, tokenizer_dir: Path) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return path
+
+
+def build_tiny_sentence_transformer(path: Path, tokenizer_dir: Path) -> Path:
+    """Save a tiny random BERT + mean pooling + normalisation as a sentence-transformers folder (a teacher)."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(1)
+    bert_dir = path.parent / f"{path.name}-bert"
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=24, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=256)).save_pretrained(bert_dir)
+    tokenizer.save_pretrained(bert_dir)
+    transformer = models.Transformer(str(bert_dir), max_seq_length=64)
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu").save(str(path))
     return path
