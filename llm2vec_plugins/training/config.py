@@ -9,7 +9,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-Stage = Literal["mntp", "simcse", "supervised"]
+Stage = Literal["mntp", "simcse", "supervised", "distill"]
+PRUNE_CHOICES = ("l3prune-large", "l3prune-small")
 
 
 def _opt(default: Any, help: str) -> Any:  # noqa: A002 - "help" is the CLI's word for it
@@ -44,6 +45,10 @@ class TrainConfig:
     bf16: bool | None = _opt(None, "bfloat16 mixed precision; default: on where the GPU supports it, off on CPU.")
     gradient_checkpointing: bool = _opt(False, "Recompute activations in the backward pass (less memory, ~30% slower).")
     pooling_mode: str = _opt("mean", "Pooling written to llm2vec_config.json and used by contrastive stages.")
+    num_layers: str | None = _opt(None, "Layer pruning: keep the first N decoder layers (an integer), or let L3Prune "
+                                        "choose from the initial loss of this stage per layer: l3prune-large (the "
+                                        "layer of lowest loss) or l3prune-small (lowest within the first half; "
+                                        "supervised and distill stages).")
     # Saving and logging
     logging_steps: int = _opt(10, "Log loss every N steps.")
     save_steps: int = _opt(200, "Write a resumable checkpoint every N steps.")
@@ -87,7 +92,27 @@ class SupervisedConfig(TrainConfig):
     attention_dropout: float = _opt(0.0, "Attention dropout during training.")
 
 
-CONFIG_CLASSES: dict[str, type[TrainConfig]] = {"mntp": MNTPConfig, "simcse": SimCSEConfig, "supervised": SupervisedConfig}
+@dataclass
+class DistillConfig(TrainConfig):
+    """Distillation from a teacher encoder on plain texts: the student's in-batch cosine similarities are
+    trained to match the teacher's (so the two need not share a dimension)."""
+
+    teacher: str = _opt("", "Teacher: a sentence-transformers folder (or hub id), or anything LLM2Vec.from_pretrained loads.")
+    teacher_batch_size: int = _opt(64, "Texts per teacher forward pass when its embeddings are computed (once, cached).")
+    teacher_cache: str | None = _opt(None, "Folder for the cached teacher embeddings (default: OUTPUT_DIR/teacher).")
+    distill_loss: str = _opt("mse", "'mse': squared error between the two in-batch cosine matrices; 'kl': KL divergence "
+                                    "between their row-wise softmax at temperature 1/scale.")
+    scale: float = _opt(20.0, "For distill_loss=kl: similarities are multiplied by this before the softmax.")
+    neighbours: int = _opt(3, "Each batch is built of seeds plus this many nearest neighbours of each (teacher "
+                              "cosine), so that batches hold similar texts as well as unrelated ones (0: random batches).")
+    instructions: str | None = _opt(None, "'|'-separated instructions; with instruction_probability a text is given one "
+                                          "(attended, not pooled) while the teacher sees the plain text.")
+    instruction_probability: float = _opt(0.0, "Fraction of texts given an instruction from `instructions`.")
+    attention_dropout: float = _opt(0.0, "Attention dropout during training.")
+
+
+CONFIG_CLASSES: dict[str, type[TrainConfig]] = {"mntp": MNTPConfig, "simcse": SimCSEConfig, "supervised": SupervisedConfig,
+                                                "distill": DistillConfig}
 
 # The paper's settings (LLM2Vec, BehnamGhader et al. 2024, and the reference train_configs), per stage.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -165,6 +190,24 @@ def validate(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.save_dtype not in ("float32", "bfloat16"):
         raise ValueError(f"save_dtype must be float32 or bfloat16, got {config.save_dtype!r}")
+    if config.num_layers is not None and config.num_layers not in PRUNE_CHOICES and not (
+            str(config.num_layers).isdigit() and int(config.num_layers) >= 1):
+        raise ValueError(f"num_layers must be a positive integer or one of {', '.join(PRUNE_CHOICES)}, "
+                         f"got {config.num_layers!r}")
+    if config.num_layers in PRUNE_CHOICES and not isinstance(config, (SupervisedConfig, DistillConfig)):
+        raise ValueError(f"num_layers={config.num_layers} chooses the depth from the initial loss of a supervised "
+                         "or distill stage; give this stage an integer")
+    if isinstance(config, DistillConfig):
+        if not config.teacher:
+            raise ValueError("teacher is required")
+        if config.distill_loss not in ("mse", "kl"):
+            raise ValueError(f"distill_loss must be 'mse' or 'kl', got {config.distill_loss!r}")
+        if config.neighbours < 0 or config.teacher_batch_size < 1:
+            raise ValueError("neighbours must be >= 0 and teacher_batch_size >= 1")
+        if not 0 <= config.instruction_probability <= 1:
+            raise ValueError(f"instruction_probability must be in [0, 1], got {config.instruction_probability}")
+        if config.instruction_probability > 0 and not config.instructions:
+            raise ValueError("instruction_probability > 0 needs instructions")
     if isinstance(config, MNTPConfig):
         if not 0 < config.mask_probability < 1:
             raise ValueError(f"mask_probability must be in (0, 1), got {config.mask_probability}")

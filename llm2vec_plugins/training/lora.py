@@ -53,8 +53,13 @@ def portable_base_name(model_arg: str) -> str:
 
 
 def save_adapter(peft_model, output_dir: str | os.PathLike, *, tokenizer=None, settings: LLM2VecConfig | None = None,
-                 base_model: str | None = None, dtype: str = "float32", training_config: dict | None = None) -> Path:
+                 base_model: str | None = None, dtype: str = "float32", training_config: dict | None = None,
+                 with_config: bool = False) -> Path:
     """Write a peft adapter folder (+ tokenizer, llm2vec_config.json, training settings).
+
+    `with_config` also writes the decoder's config.json, as the published `-mntp` repos hold their
+    base's: for a pruned decoder it records the depth the adapter was trained at, to which the base
+    is cut when the folder loads.
 
     `dtype="bfloat16"` stores the LoRA weights in half the space; they are upcast when loaded into a
     float32 model.
@@ -73,6 +78,10 @@ def save_adapter(peft_model, output_dir: str | os.PathLike, *, tokenizer=None, s
         adapter_config = json.loads(config_path.read_text())
         adapter_config["base_model_name_or_path"] = base_model
         config_path.write_text(json.dumps(adapter_config, indent=2) + "\n")
+    if with_config:
+        config = peft_model.get_base_model().config.to_dict()
+        config.pop("is_causal", None)  # our runtime switch, not part of the checkpoint
+        (output_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     if tokenizer is not None:
         tokenizer.save_pretrained(output_dir)
     if settings is not None:

@@ -64,3 +64,32 @@ def retrieval_accuracy(queries: torch.Tensor, documents: torch.Tensor) -> float:
     """Fraction of queries whose most similar document (cosine) is the one at the same index."""
     scores = F.normalize(queries.float(), dim=-1) @ F.normalize(documents.float(), dim=-1).T
     return (scores.argmax(dim=1) == torch.arange(len(queries), device=scores.device)).float().mean().item()
+
+
+def similarity_distill_loss(student: torch.Tensor, teacher: torch.Tensor, mode: str = "mse", scale: float = 20.0,
+                            gather: bool = True) -> torch.Tensor:
+    """Match the student's in-batch cosine similarities to the teacher's: the two may differ in dimension.
+
+    "mse": mean squared difference of the off-diagonal cosines; "kl": KL(teacher || student) between
+    each row's softmax of cosine x `scale`, the diagonal left out. Under torch.distributed the rows of
+    every process are gathered (the student's with their gradient), as for the contrastive loss.
+
+    Example:
+        >>> loss = similarity_distill_loss(model(features), teacher_vectors)
+    """
+    if student.shape[0] != teacher.shape[0]:
+        raise ValueError(f"{student.shape[0]} student rows but {teacher.shape[0]} teacher rows")
+    student, teacher = student.float(), teacher.float().detach()
+    if gather:
+        student, teacher = gather_with_grad(student), gather_with_grad(teacher)
+    s = F.normalize(student, dim=-1) @ F.normalize(student, dim=-1).T
+    t = F.normalize(teacher, dim=-1) @ F.normalize(teacher, dim=-1).T
+    off = ~torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
+    if mode == "mse":
+        return (s - t)[off].pow(2).mean()
+    if mode == "kl":
+        fill = torch.finfo(s.dtype).min
+        log_s = F.log_softmax((s * scale).masked_fill(~off, fill), dim=-1)
+        log_t = F.log_softmax((t * scale).masked_fill(~off, fill), dim=-1)
+        return (log_t.exp() * (log_t - log_s)).masked_fill(~off, 0).sum(-1).mean()
+    raise ValueError(f"unknown distillation loss {mode!r}; choose 'mse' or 'kl'")

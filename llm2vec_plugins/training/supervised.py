@@ -9,13 +9,15 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from torch.utils.data import DataLoader, Sampler
 
 from llm2vec_plugins.encoder import LLM2Vec
-from llm2vec_plugins.training.config import SupervisedConfig, build_config
-from llm2vec_plugins.training.contrastive import ContrastiveTrainer, tokenize_for_training
+from llm2vec_plugins.training.config import PRUNE_CHOICES, SupervisedConfig, build_config
+from llm2vec_plugins.training.contrastive import ContrastiveTrainer, concat_features, tokenize_for_training
 from llm2vec_plugins.training.data import PairExample, print_report, read_pairs
-from llm2vec_plugins.training.trainer import TrainResult, fit, load_for_training
+from llm2vec_plugins.training.losses import contrastive_loss
+from llm2vec_plugins.training.trainer import TrainResult, fit, load_for_training, prune_by_initial_loss
 
 
 class SourceBatchSampler(Sampler[list[int]]):
@@ -110,5 +112,17 @@ def train_supervised(config: SupervisedConfig | None = None, **options) -> Train
     print_report(report)
     parts = load_for_training(config, attention_dropout=config.attention_dropout)
     encoder = parts.encoder(config)
-    return fit(SupervisedTrainer, config, encoder, parts, examples, SupervisedCollator(encoder),
+    collator = SupervisedCollator(encoder)
+    if config.num_layers in PRUNE_CHOICES:
+        first = next(iter(SourceBatchSampler([e.source for e in examples], config.batch_size, config.seed)))
+        groups = collator([examples[i] for i in first])["groups"]
+        sizes = [g["input_ids"].shape[0] for g in groups]
+
+        def loss_fn(embeddings):
+            parts_ = torch.split(embeddings, sizes)
+            return contrastive_loss(parts_[0], parts_[1], torch.cat(parts_[2:]) if len(parts_) > 2 else None,
+                                    scale=config.scale, gather=False)
+
+        prune_by_initial_loss(parts, config, concat_features(groups, parts.tokenizer.pad_token_id), loss_fn)
+    return fit(SupervisedTrainer, config, encoder, parts, examples, collator,
                scale=config.scale, grad_cache_chunk_size=config.grad_cache_chunk_size)

@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from llm2vec_plugins.attention import set_bidirectional
 from llm2vec_plugins.config import LLM2VecConfig
 from llm2vec_plugins.encoder import LLM2Vec
 from llm2vec_plugins.loading import load_base_model
+from llm2vec_plugins.pruning import choose_num_layers, layer_losses, prune_layers
 from llm2vec_plugins.templates import template_for
 from llm2vec_plugins.training.config import TrainConfig, to_dict
 from llm2vec_plugins.training.lora import (
@@ -47,6 +49,7 @@ class TrainedModel:
     tokenizer: object
     causal_lm: nn.Module | None = None
     template: tuple[str, str] | None = None  # the chat turn inference applies: training must see it too
+    pruned: bool = False  # the decoder is cut below its base's depth: adapters must record that depth
 
     def encoder(self, config: TrainConfig) -> LLM2Vec:
         """An LLM2Vec view of the decoder being trained (shares its weights), tokenizing exactly as
@@ -68,8 +71,9 @@ def load_for_training(config: TrainConfig, *, with_lm_head: bool = False, attent
         model_class = AutoModelForCausalLM
     # Each process loads onto its own GPU (torchrun sets LOCAL_RANK), never all onto the first one.
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    fixed = int(config.num_layers) if config.num_layers and str(config.num_layers).isdigit() else None
     model, tokenizer, resolved = load_base_model(config.model, model_class=model_class, dtype=torch.float32,
-                                                 device=device)
+                                                 device=device, num_layers=fixed)
     set_bidirectional(model)
     set_attention_dropout(model, attention_dropout)
     model.config.use_cache = False
@@ -79,7 +83,28 @@ def load_for_training(config: TrainConfig, *, with_lm_head: bool = False, attent
     if with_lm_head:
         model.get_output_embeddings().requires_grad_(False)
     peft_model = apply_lora(decoder, config.lora_r, config.lora_alpha, config.lora_dropout, config.target_modules)
-    return TrainedModel(peft_model, tokenizer, model if with_lm_head else None, template_for(resolved.sources))
+    return TrainedModel(peft_model, tokenizer, model if with_lm_head else None, template_for(resolved.sources),
+                        pruned=fixed is not None or resolved.num_layers is not None)
+
+
+def prune_by_initial_loss(parts: TrainedModel, config: TrainConfig, features: dict,
+                          loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> int:
+    """L3Prune: the stage's loss on one batch for the embeddings of every depth, then keep the layers
+    up to the chosen one (`config.num_layers` l3prune-large / l3prune-small). Returns the depth kept.
+    Runs before training starts, so the optimizer only ever sees the layers kept."""
+    encoder = parts.encoder(config)
+    was_training = parts.peft_model.training
+    parts.peft_model.eval()
+    try:
+        losses = layer_losses(encoder, features, loss_fn)
+    finally:
+        parts.peft_model.train(was_training)
+    keep = choose_num_layers(losses, config.num_layers.removeprefix("l3prune-"))
+    print(f"[llm2vec train] L3Prune initial loss per depth: {', '.join(f'{l:.4f}' for l in losses)}; "
+          f"{config.num_layers} keeps {keep} of {len(losses)} layers", file=sys.stderr)
+    prune_layers(parts.peft_model, keep)
+    parts.pruned = True
+    return keep
 
 
 def training_arguments(config: TrainConfig) -> TrainingArguments:
@@ -122,7 +147,7 @@ class EncoderTrainer(Trainer):
         if not self.args.should_save:
             return
         save_adapter(self.parts.peft_model, output_dir or self.args.output_dir,
-                     tokenizer=self.parts.tokenizer, settings=self.settings)
+                     tokenizer=self.parts.tokenizer, settings=self.settings, with_config=self.parts.pruned)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         load_adapter_weights(self.parts.peft_model, resume_from_checkpoint)
@@ -255,7 +280,7 @@ def fit(trainer_class: type[EncoderTrainer], config: TrainConfig, model: nn.Modu
     if trainer.args.should_save:
         save_adapter(parts.peft_model, output_dir, tokenizer=parts.tokenizer, settings=settings,
                      base_model=portable_base_name(config.model), dtype=config.save_dtype,
-                     training_config=to_dict(config))
+                     training_config=to_dict(config), with_config=parts.pruned)
         summary = {"global_step": result.global_step, "final_loss": result.final_loss,
                    "train_seconds": round(seconds, 1), "peak_rss_mb": round(result.peak_rss_mb, 1),
                    "threads": torch.get_num_threads(), "log_history": result.log_history}

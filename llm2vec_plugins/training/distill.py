@@ -1,0 +1,154 @@
+"""Distillation from a teacher encoder (Reimers & Gurevych 2020; DistilCSE, arXiv 2112.05638): on
+unlabelled texts, the student's in-batch cosine similarities are trained to match the teacher's, so the
+teacher may have any dimension (a sentence-transformers model, or a big LLM2Vec encoder distilled into a
+small pruned one). The teacher's embeddings are computed once and cached (see `teacher.py`).
+
+Batches are built around the teacher's neighbourhoods: seeds, each with its nearest neighbours among a
+window of unused texts, so that every batch holds close pairs to grade as well as unrelated ones (random
+batches of a broad corpus hold almost only unrelated pairs, whose similarities say little).
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from llm2vec_plugins.encoder import LLM2Vec
+from llm2vec_plugins.training.config import PRUNE_CHOICES, DistillConfig, build_config
+from llm2vec_plugins.training.contrastive import tokenize_for_training
+from llm2vec_plugins.training.data import print_report, read_texts
+from llm2vec_plugins.training.losses import similarity_distill_loss
+from llm2vec_plugins.training.teacher import load_teacher, teacher_embeddings
+from llm2vec_plugins.training.trainer import EncoderTrainer, TrainResult, fit, load_for_training, prune_by_initial_loss
+
+
+class NeighbourBatchSampler(Sampler[list[int]]):
+    """Per-process batches of indices; each global batch (`batch_size * num_processes` rows) is made of
+    seeds plus each seed's `neighbours` nearest unused texts by teacher cosine, searched in a window
+    of the next `window` unused texts of the epoch's shuffled order. Deterministic given the seed and
+    epoch; every text is used at most once per epoch; `neighbours=0` gives plain shuffled batches.
+
+    Example:
+        >>> sampler = NeighbourBatchSampler(teacher_vectors, batch_size=64, neighbours=3)
+    """
+
+    def __init__(self, vectors: np.ndarray, batch_size: int, neighbours: int = 3, seed: int = 0,
+                 num_processes: int = 1, window: int = 4096) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.batch_size, self.neighbours, self.seed = batch_size, neighbours, seed
+        self.num_processes, self.window, self.epoch = num_processes, window, 0
+        if len(self) == 0:
+            raise ValueError(f"{len(vectors)} texts make no batch of {batch_size} x {num_processes} processes")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.vectors) // (self.batch_size * self.num_processes) * self.num_processes
+
+    def _global_batches(self) -> Iterator[list[int]]:
+        size = self.batch_size * self.num_processes
+        order = np.random.default_rng(self.seed + self.epoch).permutation(len(self.vectors))
+        if self.neighbours == 0:
+            yield from (order[i:i + size].tolist() for i in range(0, len(order) - size + 1, size))
+            return
+        used = np.zeros(len(order), dtype=bool)
+        cursor = 0  # order[:cursor] are all used
+        for _ in range(len(self) // self.num_processes):
+            batch: list[int] = []
+            while len(batch) < size:
+                while used[order[cursor]]:
+                    cursor += 1
+                seed = order[cursor]
+                used[seed] = True
+                batch.append(int(seed))
+                candidates = order[cursor:cursor + self.window]
+                candidates = candidates[~used[candidates]]
+                take = min(self.neighbours, size - len(batch), len(candidates))
+                if take:
+                    scores = self.vectors[candidates] @ self.vectors[seed]
+                    nearest = candidates[np.argpartition(-scores, take - 1)[:take]]
+                    used[nearest] = True
+                    batch += nearest.tolist()
+            yield batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self._global_batches():
+            yield from (batch[i:i + self.batch_size] for i in range(0, len(batch), self.batch_size))
+
+
+@dataclass
+class DistillCollator:
+    """(index, text) rows -> the student's tokenized texts (some with an instruction) + the teacher's rows.
+
+    Which texts get an instruction, and which one, depends only on the seed and the text's index, so a
+    resumed run sees the same inputs."""
+
+    encoder: LLM2Vec
+    teacher: np.ndarray
+    instructions: tuple[str, ...] = ()
+    probability: float = 0.0
+    seed: int = 0
+
+    def _student_input(self, index: int, text: str):
+        if self.instructions and self.probability > 0:
+            rng = random.Random(self.seed * 1_000_003 + index)
+            if rng.random() < self.probability:
+                return [rng.choice(self.instructions), text]
+        return text
+
+    def __call__(self, rows: list[tuple[int, str]]) -> dict:
+        features = tokenize_for_training(self.encoder, [self._student_input(i, t) for i, t in rows])
+        return {"features": features, "teacher": torch.from_numpy(self.teacher[[i for i, _ in rows]])}
+
+
+class DistillTrainer(EncoderTrainer):
+    """EncoderTrainer with the similarity-matching loss and neighbourhood batches."""
+
+    def __init__(self, *args, distill_loss: str = "mse", scale: float = 20.0, neighbours: int = 3, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.distill_loss, self.scale, self.neighbours = distill_loss, scale, neighbours
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        embeddings = model(inputs["features"])
+        loss = similarity_distill_loss(embeddings, inputs["teacher"], self.distill_loss, self.scale)
+        return (loss, {"embeddings": embeddings}) if return_outputs else loss
+
+    def get_train_dataloader(self) -> DataLoader:
+        sampler = NeighbourBatchSampler(self.data_collator.teacher, self._train_batch_size, self.neighbours,
+                                        self.args.seed, num_processes=self.accelerator.num_processes)
+        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                            num_workers=self.args.dataloader_num_workers)
+        return self.accelerator.prepare(loader)
+
+
+def train_distill(config: DistillConfig | None = None, **options) -> TrainResult:
+    """Distil a teacher encoder into a LoRA adapter on `model` (e.g. a pruned MNTP / SimCSE stage).
+
+    Example:
+        >>> train_distill(model="out/simcse", data="corpus.txt", teacher="all-minilm-l6-v2",
+        ...               output_dir="out/distill", num_layers="16", max_steps=2000)
+    """
+    config = config or build_config("distill", **options)
+    texts, report = read_texts(config.data, config.text_column, config.max_examples)
+    print_report(report)
+    teacher = load_teacher(config.teacher)
+    cache = config.teacher_cache or f"{config.output_dir}/teacher"
+    vectors = teacher_embeddings(teacher, texts, cache, config.teacher_batch_size, progress=config.progress)
+    del teacher  # its embeddings are all the student needs
+    parts = load_for_training(config, attention_dropout=config.attention_dropout)
+    encoder = parts.encoder(config)
+    instructions = tuple(i.strip() for i in (config.instructions or "").split("|") if i.strip())
+    collator = DistillCollator(encoder, vectors, instructions, config.instruction_probability, config.seed)
+    rows = list(enumerate(texts))
+    if config.num_layers in PRUNE_CHOICES:
+        first = next(iter(NeighbourBatchSampler(vectors, config.batch_size, config.neighbours, config.seed)))
+        batch = collator([rows[i] for i in first])
+        prune_by_initial_loss(parts, config, batch["features"], lambda e: similarity_distill_loss(
+            e, batch["teacher"], config.distill_loss, config.scale, gather=False))
+    return fit(DistillTrainer, config, encoder, parts, rows, collator, distill_loss=config.distill_loss,
+               scale=config.scale, neighbours=config.neighbours)

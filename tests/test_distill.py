@@ -1,0 +1,131 @@
+"""Distillation: the similarity-matching loss, neighbourhood batches, the cached teacher embeddings, and
+the stage end to end with a real sentence-transformers teacher (tiny, random) and an LLM2Vec teacher."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from llm2vec_plugins import LLM2Vec
+from llm2vec_plugins.training import train
+from llm2vec_plugins.training.distill import NeighbourBatchSampler
+from llm2vec_plugins.training.losses import similarity_distill_loss
+from llm2vec_plugins.training.teacher import Teacher, load_teacher, teacher_embeddings
+from tests.tiny_models import build_tiny_model, build_tiny_sentence_transformer
+
+SENTENCES = [f"{who} {what} {where}" for who in ("a man", "two dogs", "the fox", "a girl")
+             for what in ("plays guitar", "jumps over", "runs fast", "eats food")
+             for where in ("in the field", "on the street", "at home")]
+
+
+@pytest.fixture(scope="module")
+def st_teacher(tmp_path_factory, tiny_tokenizer_dir):
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("st") / "teacher", tiny_tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("distill-data") / "texts.txt"
+    path.write_text("\n".join(SENTENCES) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["mse", "kl"])
+def test_loss_is_zero_for_the_teachers_geometry_in_another_dimension(mode):
+    torch.manual_seed(0)
+    teacher = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
+    rotation, _ = torch.linalg.qr(torch.randn(12, 12))
+    student = torch.cat([teacher, torch.zeros(16, 4)], dim=1) @ rotation * 3.0  # other dim, rotated, scaled
+    assert similarity_distill_loss(student, teacher, mode) < 1e-6
+    assert similarity_distill_loss(torch.randn(16, 12), teacher, mode) > 1e-2
+
+
+def test_neighbour_batches_group_the_teachers_clusters_and_use_each_text_once():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(16, 32))
+    vectors = np.repeat(centres, 4, axis=0) + 0.01 * rng.normal(size=(64, 32))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sampler = NeighbourBatchSampler(vectors, batch_size=4, neighbours=3, seed=1, window=64)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 16
+    assert sorted(i for b in batches for i in b) == list(range(64))
+    assert all(len({i // 4 for i in b}) == 1 for b in batches)  # each batch is one cluster
+    assert batches == list(NeighbourBatchSampler(vectors, batch_size=4, neighbours=3, seed=1, window=64))
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    random_batches = list(NeighbourBatchSampler(vectors, batch_size=4, neighbours=0, seed=1))
+    assert sum(len({i // 4 for i in b}) == 1 for b in random_batches) < 4
+
+
+def test_neighbour_batches_split_one_global_batch_over_processes():
+    vectors = np.eye(8, dtype=np.float32)
+    batches = list(NeighbourBatchSampler(vectors, batch_size=2, neighbours=1, num_processes=2))
+    assert len(batches) == 4 and all(len(b) == 2 for b in batches)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+
+
+def test_teacher_embeddings_are_cached_and_resume_part_by_part(st_teacher, tmp_path, monkeypatch):
+    monkeypatch.setattr("llm2vec_plugins.training.teacher.PART_ROWS", 10)
+    real = load_teacher(str(st_teacher))
+    calls = []
+    counting = Teacher(real.name, lambda texts, batch: calls.append(len(texts)) or real.encode(texts, batch))
+    first = teacher_embeddings(counting, SENTENCES, tmp_path, progress=False)
+    assert first.shape == (48, 24) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+    assert calls == [10, 10, 10, 10, 8]
+    again = teacher_embeddings(counting, SENTENCES, tmp_path, progress=False)
+    assert calls == [10, 10, 10, 10, 8] and np.array_equal(first, again)
+    (part,) = [p for p in next(tmp_path.iterdir()).glob("part-00002.npy")]
+    part.unlink()  # as if the run had been killed while computing it
+    resumed = teacher_embeddings(counting, SENTENCES, tmp_path, progress=False)
+    assert calls[5:] == [10] and np.allclose(resumed, first, atol=1e-6)
+    other = teacher_embeddings(counting, SENTENCES[:-1], tmp_path, progress=False)  # other texts, other key
+    assert other.shape == (47, 24) and len(list(tmp_path.iterdir())) == 2
+
+
+def _mse_to_teacher(student: np.ndarray, teacher: np.ndarray) -> float:
+    s = student / np.linalg.norm(student, axis=1, keepdims=True)
+    return float(((s @ s.T - teacher @ teacher.T) ** 2).mean())
+
+
+def test_distill_stage_moves_the_student_towards_the_teachers_similarities(tiny_tokenizer_dir, st_teacher, corpus,
+                                                                          tmp_path):
+    student = build_tiny_model("llama", tmp_path / "student", tiny_tokenizer_dir, layers=3)
+    teacher = load_teacher(str(st_teacher)).encode(SENTENCES, 16)
+    before = _mse_to_teacher(LLM2Vec.from_pretrained(student, device="cpu").encode(SENTENCES), teacher)
+    result = train("distill", model=str(student), data=str(corpus), teacher=str(st_teacher), num_layers="2",
+                   output_dir=str(tmp_path / "out"), max_steps=40, batch_size=12, learning_rate=3e-3,
+                   lora_r=8, lora_alpha=16, progress=False, save_steps=1000, logging_steps=5,
+                   instructions="Retrieve semantically similar text:", instruction_probability=0.5)
+    assert result.global_step == 40
+    trained = LLM2Vec.from_pretrained(tmp_path / "out", device="cpu")
+    assert len(trained.model.layers) == 2  # the adapter folder carries the pruned depth
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["num_hidden_layers"] == 2
+    after = _mse_to_teacher(trained.encode(SENTENCES), teacher)
+    assert after < 0.5 * before, (before, after)
+    assert (tmp_path / "out" / "teacher").is_dir()
+
+
+def test_l3prune_chooses_the_depth_before_training(tiny_tokenizer_dir, st_teacher, corpus, tmp_path, capfd):
+    student = build_tiny_model("llama", tmp_path / "student", tiny_tokenizer_dir, layers=4)
+    train("distill", model=str(student), data=str(corpus), teacher=str(st_teacher), num_layers="l3prune-small",
+          output_dir=str(tmp_path / "out"), max_steps=2, batch_size=8, progress=False, save_steps=1000)
+    message = [line for line in capfd.readouterr().err.splitlines() if "L3Prune" in line][0]
+    losses = [float(x) for x in message.split("depth: ")[1].split(";")[0].split(", ")]
+    keep = int(message.split("keeps ")[1].split(" of")[0])
+    assert len(losses) == 4 and keep == int(np.argmin(losses[:2])) + 1
+    assert len(LLM2Vec.from_pretrained(tmp_path / "out", device="cpu").model.layers) == keep
+
+
+def test_an_llm2vec_encoder_can_teach(tiny_model_dirs, corpus, tmp_path):
+    teacher = load_teacher(str(tiny_model_dirs("qwen2")))
+    vectors = teacher.encode(SENTENCES[:5], 4)
+    assert vectors.shape == (5, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_distill_needs_a_teacher(corpus, tmp_path):
+    with pytest.raises(ValueError, match="teacher is required"):
+        train("distill", model="x", data=str(corpus), output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="supervised or distill"):
+        train("simcse", model="x", data=str(corpus), output_dir=str(tmp_path), num_layers="l3prune-large")
