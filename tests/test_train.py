@@ -387,7 +387,7 @@ def default_encoder_assets(smollm2_dir):
     from llm2vec_plugins.loading import ASSETS
 
     folder = ASSETS / "smollm2-135m-llm2vec"
-    if not (folder / "supervised" / "adapter_config.json").is_file():
+    if not (folder / "distill" / "adapter_config.json").is_file():
         pytest.skip("the trained adapters are not in this checkout")
     return folder
 
@@ -402,6 +402,20 @@ def test_default_encoder_is_shipped_small_and_loads_offline(default_encoder_asse
     assert sum(f.stat().st_size for f in default_encoder_assets.rglob("*") if f.is_file()) <= 25_000_000
     assert default_encoder.max_length >= 512  # training truncation is not passed on to users
     assert default_encoder.encode(["A man is playing a guitar."]).shape == (1, 576)
+
+
+@pytest.mark.slow
+def test_default_encoder_is_pruned_and_merged_and_its_folders_load_alone(default_encoder_assets, default_encoder):
+    from peft import PeftModel
+
+    depth = json.loads((default_encoder_assets / "distill" / "config.json").read_text())["num_hidden_layers"]
+    assert len(default_encoder.model.layers) == depth < 30  # SmolLM2-135M has 30
+    assert not isinstance(default_encoder.model, PeftModel)  # adapters merged: no LoRA at inference
+    assert not any("lora" in name for name, _ in default_encoder.model.named_parameters())
+    texts = ["A man is playing a guitar.", "Stock prices fell sharply."]
+    alone = LLM2Vec.from_pretrained(default_encoder_assets / "distill")  # its base names the earlier stages
+    a, b = default_encoder.encode(texts), alone.encode(texts)
+    assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() > 0.99999
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from llm2vec_plugins.encoder import LLM2Vec
+from llm2vec_plugins.loading import check_model
 from llm2vec_plugins.training.config import PRUNE_CHOICES, DistillConfig, build_config
 from llm2vec_plugins.training.contrastive import tokenize_for_training
 from llm2vec_plugins.training.data import print_report, read_texts
@@ -136,6 +137,7 @@ def train_distill(config: DistillConfig | None = None, **options) -> TrainResult
     config = config or build_config("distill", **options)
     texts, report = read_texts(config.data, config.text_column, config.max_examples)
     print_report(report)
+    check_model(config.model)  # a wrong student path fails now, not after minutes of teacher work
     teacher = load_teacher(config.teacher)
     cache = config.teacher_cache or f"{config.output_dir}/teacher"
     vectors = teacher_embeddings(teacher, texts, cache, config.teacher_batch_size, progress=config.progress)
