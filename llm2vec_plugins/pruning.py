@@ -49,16 +49,8 @@ def prune_config(config, keep: int) -> None:
             setattr(text, name, value[:keep])
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder's list of transformer layers, under any wrapper (peft, *ForCausalLM, DDP)."""
-    for module in model.modules():
-        layers = getattr(module, "layers", None)
-        if isinstance(layers, nn.ModuleList) and hasattr(module, "norm"):
-            return layers
-    raise ValueError(f"{type(model).__name__} has no decoder layer list (a `layers` ModuleList beside a final `norm`)")
-
-
 def _decoder(model: nn.Module) -> nn.Module:
+    """The module holding the decoder's `layers` and final `norm`, under any wrapper (peft, *ForCausalLM)."""
     for module in model.modules():
         if isinstance(getattr(module, "layers", None), nn.ModuleList) and hasattr(module, "norm"):
             return module
@@ -86,16 +78,16 @@ def layer_embeddings(encoder, features: dict[str, torch.Tensor]) -> list[torch.T
     """Pooled embeddings of `features` at every depth 1..L: each layer's output, through the model's
     final norm (what a model pruned after that layer returns), pooled as `encoder` pools."""
     decoder = _decoder(encoder.model)
+    attention_mask = features["attention_mask"].to(encoder.device)
     outputs: list[torch.Tensor] = []
     hooks = [layer.register_forward_hook(lambda _m, _i, out: outputs.append(out[0] if isinstance(out, tuple) else out))
              for layer in decoder.layers]
     try:
-        encoder.model(input_ids=features["input_ids"].to(encoder.device),
-                      attention_mask=features["attention_mask"].to(encoder.device), use_cache=False)
+        encoder.model(input_ids=features["input_ids"].to(encoder.device), attention_mask=attention_mask,
+                      use_cache=False)
     finally:
         for hook in hooks:
             hook.remove()
-    attention_mask = features["attention_mask"].to(encoder.device)
     embed_mask = features.get("embed_mask", attention_mask).to(encoder.device)
     return [pool(decoder.norm(hidden), embed_mask, attention_mask, encoder.pooling_mode) for hidden in outputs]
 
@@ -121,7 +113,7 @@ def choose_num_layers(losses: Sequence[float], variant: Variant = "large") -> in
     """
     if not losses:
         raise ValueError("no layer losses to choose from")
-    window = list(losses) if variant == "large" else list(losses)[:max(1, len(losses) // 2)]
     if variant not in ("large", "small"):
         raise ValueError(f"variant must be 'large' or 'small', got {variant!r}")
+    window = list(losses) if variant == "large" else list(losses)[:max(1, len(losses) // 2)]
     return min(range(len(window)), key=window.__getitem__) + 1

@@ -37,6 +37,14 @@ def concat_features(groups: list[dict[str, torch.Tensor]], pad_id: int = 0) -> d
     return out
 
 
+def grouped_contrastive_loss(embeddings: torch.Tensor, sizes: list[int], scale: float,
+                             gather: bool = True) -> torch.Tensor:
+    """The contrastive loss of embeddings stacked as groups [queries, positives, hard negatives...]."""
+    parts = torch.split(embeddings, sizes)
+    negatives = torch.cat(parts[2:]) if len(parts) > 2 else None
+    return contrastive_loss(parts[0], parts[1], negatives, scale=scale, gather=gather)
+
+
 def _rows(features: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
     return {k: v[start:stop] for k, v in features.items()}
 
@@ -50,9 +58,7 @@ class ContrastiveTrainer(EncoderTrainer):
         self.grad_cache_chunk_size = grad_cache_chunk_size
 
     def _loss_from_embeddings(self, embeddings: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        parts = torch.split(embeddings, sizes)
-        negatives = torch.cat(parts[2:]) if len(parts) > 2 else None
-        return contrastive_loss(parts[0], parts[1], negatives, scale=self.scale)
+        return grouped_contrastive_loss(embeddings, sizes, self.scale)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         groups = inputs["groups"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
 from llm2vec_plugins.encoder import LLM2Vec
 from llm2vec_plugins.loading import check_model
@@ -119,12 +119,9 @@ class DistillTrainer(EncoderTrainer):
         loss = similarity_distill_loss(embeddings, inputs["teacher"], self.distill_loss, self.scale)
         return (loss, {"embeddings": embeddings}) if return_outputs else loss
 
-    def get_train_dataloader(self) -> DataLoader:
-        sampler = NeighbourBatchSampler(self.data_collator.teacher, self._train_batch_size, self.neighbours,
-                                        self.args.seed, num_processes=self.accelerator.num_processes)
-        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
-                            num_workers=self.args.dataloader_num_workers)
-        return self.accelerator.prepare(loader)
+    def train_batch_sampler(self) -> Sampler[list[int]]:
+        return NeighbourBatchSampler(self.data_collator.teacher, self._train_batch_size, self.neighbours,
+                                     self.args.seed, num_processes=self.accelerator.num_processes)
 
 
 def train_distill(config: DistillConfig | None = None, **options) -> TrainResult:

@@ -9,14 +9,17 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
 from llm2vec_plugins.encoder import LLM2Vec
 from llm2vec_plugins.training.config import PRUNE_CHOICES, SupervisedConfig, build_config
-from llm2vec_plugins.training.contrastive import ContrastiveTrainer, concat_features, tokenize_for_training
+from llm2vec_plugins.training.contrastive import (
+    ContrastiveTrainer,
+    concat_features,
+    grouped_contrastive_loss,
+    tokenize_for_training,
+)
 from llm2vec_plugins.training.data import PairExample, print_report, read_pairs
-from llm2vec_plugins.training.losses import contrastive_loss
 from llm2vec_plugins.training.trainer import TrainResult, fit, load_for_training, prune_by_initial_loss
 
 
@@ -92,12 +95,9 @@ class SupervisedCollator:
 class SupervisedTrainer(ContrastiveTrainer):
     """ContrastiveTrainer whose global batches (all processes together) come from one source dataset."""
 
-    def get_train_dataloader(self) -> DataLoader:
-        sampler = SourceBatchSampler([e.source for e in self.train_dataset], self._train_batch_size, self.args.seed,
-                                     num_processes=self.accelerator.num_processes)
-        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
-                            num_workers=self.args.dataloader_num_workers)
-        return self.accelerator.prepare(loader)
+    def train_batch_sampler(self) -> Sampler[list[int]]:
+        return SourceBatchSampler([e.source for e in self.train_dataset], self._train_batch_size, self.args.seed,
+                                  num_processes=self.accelerator.num_processes)
 
 
 def train_supervised(config: SupervisedConfig | None = None, **options) -> TrainResult:
@@ -117,12 +117,7 @@ def train_supervised(config: SupervisedConfig | None = None, **options) -> Train
         first = next(iter(SourceBatchSampler([e.source for e in examples], config.batch_size, config.seed)))
         groups = collator([examples[i] for i in first])["groups"]
         sizes = [g["input_ids"].shape[0] for g in groups]
-
-        def loss_fn(embeddings):
-            parts_ = torch.split(embeddings, sizes)
-            return contrastive_loss(parts_[0], parts_[1], torch.cat(parts_[2:]) if len(parts_) > 2 else None,
-                                    scale=config.scale, gather=False)
-
-        prune_by_initial_loss(parts, config, concat_features(groups, parts.tokenizer.pad_token_id), loss_fn)
+        prune_by_initial_loss(parts, config, concat_features(groups, parts.tokenizer.pad_token_id),
+                              lambda e: grouped_contrastive_loss(e, sizes, config.scale, gather=False))
     return fit(SupervisedTrainer, config, encoder, parts, examples, collator,
                scale=config.scale, grad_cache_chunk_size=config.grad_cache_chunk_size)

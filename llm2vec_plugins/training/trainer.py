@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
@@ -151,6 +152,19 @@ class EncoderTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         load_adapter_weights(self.parts.peft_model, resume_from_checkpoint)
+
+    def train_batch_sampler(self) -> Sampler[list[int]] | None:
+        """Stages that build their own batches (one source per batch, teacher neighbourhoods) return
+        their batch sampler; None keeps Trainer's shuffled batches."""
+        return None
+
+    def get_train_dataloader(self) -> DataLoader:
+        sampler = self.train_batch_sampler()
+        if sampler is None:
+            return super().get_train_dataloader()
+        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                            num_workers=self.args.dataloader_num_workers)
+        return self.accelerator.prepare(loader)
 
 
 class LossProgressCallback(ProgressCallback):
