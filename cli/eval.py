@@ -44,6 +44,7 @@ def eval_command(
     batch_size: int = typer.Option(32, min=1),
     dtype: DtypeName = typer.Option("float32"),
     device: str | None = typer.Option(None, help="Default: CUDA when available, else CPU."),
+    num_layers: int | None = typer.Option(None, min=1, help="Keep only the first N decoder layers (layer pruning)."),
 ) -> None:
     """Evaluate an encoder MTEB-style on local files: STS Spearman x100, retrieval nDCG@10 x100."""
     from rich.console import Console
@@ -67,7 +68,8 @@ def eval_command(
 
     console.print(f"loading {model}" + (f" + {peft_model}" if peft_model else ""))
     encoder = LLM2Vec.from_pretrained(model, peft_model, enable_bidirectional=bidirectional,
-                                      pooling_mode=pooling_mode, dtype=dtype, device=device)
+                                      pooling_mode=pooling_mode, dtype=dtype, device=device,
+                                      num_layers=num_layers)
 
     def progress(result) -> None:
         console.print(f"  {result.task:<10} {result.score:6.2f}  ({result.num_examples} examples, {result.seconds:.0f} s)")

@@ -116,7 +116,16 @@ def test_cli_prints_a_table_and_writes_json(tiny_llama_dir, data_dir, tmp_path):
     report = json.loads(out.read_text())
     assert list(report["results"]) == ["sick-r", "sts13"]
     assert report["settings"]["bidirectional"] is False
+    assert report["settings"]["num_layers"] == 2
     assert report["average"] == pytest.approx(np.mean([r["score"] for r in report["results"].values()]))
+
+
+def test_cli_num_layers_evaluates_a_pruned_model(tiny_llama_dir, data_dir, tmp_path):
+    out = tmp_path / "report.json"
+    result = _run_cli("--model", str(tiny_llama_dir), "--tasks", "sick-r", "--limit", "10",
+                      "--data-dir", str(data_dir), "--json", str(out), "--num-layers", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["settings"]["num_layers"] == 1
 
 
 def test_cli_unknown_task_lists_valid_tasks(tiny_llama_dir, data_dir):

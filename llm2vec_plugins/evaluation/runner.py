@@ -242,7 +242,7 @@ def evaluate(
 
 
 def describe_encoder(encoder: LLM2Vec) -> dict[str, Any]:
-    """The encoder settings that change scores (pooling, lengths, attention direction, dtype, device)."""
+    """The encoder settings that change scores (pooling, lengths, attention direction, dtype, device, depth)."""
     config = encoder.model.config
     is_causal = getattr(config, "is_causal", None)
     return {
@@ -254,6 +254,7 @@ def describe_encoder(encoder: LLM2Vec) -> dict[str, Any]:
         "dtype": str(next(encoder.model.parameters()).dtype).removeprefix("torch."),
         "device": str(encoder.device),
         "embedding_dim": encoder.embedding_dim,
+        "num_layers": encoder.identity["num_layers"],
     }
 
 
