@@ -18,7 +18,7 @@ from llm2vec_plugins.loading import HUB_KWARGS, attach_adapter, load_base_model,
 from llm2vec_plugins.pooling import pool
 from llm2vec_plugins.pruning import num_layers as depth_of
 from llm2vec_plugins.templates import name_for_template, template_for
-from llm2vec_plugins.tokenization import Sentence, split_sentences, tokenize_texts
+from llm2vec_plugins.tokenization import InputTokenizer, Sentence, TokenizedText
 
 
 class LLM2Vec(nn.Module):
@@ -178,13 +178,24 @@ class LLM2Vec(nn.Module):
             raise ValueError("tokenize() needs at least one sentence")
         return pad_batch([t.input_ids for t in items], [t.embed_mask for t in items], self.tokenizer.pad_token_id)
 
-    def _tokenize(self, sentences: Sequence[Sentence]):
-        instructions, texts = split_sentences(sentences)
-        return tokenize_texts(
-            self.tokenizer, instructions, texts,
-            max_length=self.max_length, doc_max_length=self.doc_max_length,
-            skip_instruction=self.skip_instruction, pooling_mode=self.pooling_mode, template=self.template,
-        )
+    @property
+    def input_tokenizer(self) -> InputTokenizer:
+        """This encoder's tokenizer with its input settings: sentences -> `TokenizedText`, as `encode` does.
+
+        Example:
+            >>> items = model.input_tokenizer(["a cat"])
+            >>> len(items[0]), model.encode(items).shape
+        """
+        return InputTokenizer(self.tokenizer, **vars(self.settings), template=self.template)
+
+    def _tokenize(self, sentences: Sequence[Sentence | TokenizedText]) -> list[TokenizedText]:
+        if len(sentences) and all(isinstance(s, TokenizedText) for s in sentences):
+            for i, item in enumerate(sentences):
+                if len(item) == 0 or len(item.embed_mask) != len(item):
+                    raise ValueError(f"tokenized input {i} has {len(item)} token ids and {len(item.embed_mask)} "
+                                     "mask entries; it needs at least one token and one mask entry per token")
+            return list(sentences)
+        return self.input_tokenizer(sentences)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled embeddings (batch, dim) for tokenized features, with autograd (used by the trainers)."""
@@ -220,7 +231,7 @@ class LLM2Vec(nn.Module):
 
     def encode(
         self,
-        sentences: Sequence[Sentence],
+        sentences: Sequence[Sentence] | Sequence[TokenizedText],
         batch_size: int = 32,
         show_progress_bar: bool = False,
         convert_to_numpy: bool = True,
@@ -235,7 +246,8 @@ class LLM2Vec(nn.Module):
         `max_batch_tokens` padded tokens, so padding is small; output keeps the input order. With
         several GPUs visible (and the model on one of them), batches are spread over all of them, one
         model copy each, as the reference does; `data_parallel_devices` picks the devices.
-        An empty list gives a (0, dim) array.
+        An empty list gives a (0, dim) array. `sentences` may also be the `TokenizedText` items of
+        `input_tokenizer` (tokenized once elsewhere: a chunker, a server counting tokens).
 
         Example:
             >>> model.encode(["a cat", ["Retrieve similar text:", "a dog"]], normalize_embeddings=True)

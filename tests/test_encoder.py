@@ -229,3 +229,35 @@ def test_default_encoder_survives_save_and_load(smollm2_dir, tmp_path):
     model.save(tmp_path / "saved")
     after = LLM2Vec.from_pretrained(tmp_path / "saved").encode(texts)
     assert min(_cos(a, b) for a, b in zip(before, after)) >= 0.99999
+
+
+def test_pretokenized_inputs_encode_to_the_same_rows_as_sentences(tiny):
+    sentences = _mixed_texts(12) + [["Retrieve similar text:", "a dog barks"]]
+    items = tiny.input_tokenizer(sentences)
+    np.testing.assert_array_equal(tiny.encode(items), tiny.encode(sentences))
+
+
+def test_malformed_pretokenized_input_is_refused(tiny):
+    from llm2vec_plugins.tokenization import TokenizedText
+
+    (item,) = tiny.input_tokenizer(["a cat"])
+    with pytest.raises(ValueError, match="tokenized input 1"):
+        tiny.encode([item, TokenizedText(item.input_ids, item.embed_mask[:-1])])
+
+
+def test_batches_close_early_rather_than_pad_widely_spread_lengths():
+    from llm2vec_plugins.batching import TokenBudgetBatcher
+
+    lengths = np.array(list(range(60, 4, -1)) + [5] * 8)  # 64 inputs, like a server call of short sentences
+
+    def padding(batcher):
+        batches = list(batcher.batches(lengths))
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # each input exactly once
+        return 1 - lengths.sum() / sum(lengths[b].max() * len(b) for b in batches), batches
+
+    spread, _ = padding(TokenBudgetBatcher(32, max_padding=None))
+    tight, batches = padding(TokenBudgetBatcher(32, max_padding=0.1))
+    assert spread > 0.3 and tight < 0.15
+    for b in batches[:-1]:  # at least a quarter of batch_size; beyond that, no more than 10% padding
+        share = 1 - lengths[b].sum() / (lengths[b].max() * len(b))
+        assert len(b) == 8 or (len(b) > 8 and share <= 0.1)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 pytest.importorskip("qdrant_client")
@@ -244,3 +246,33 @@ def test_searching_a_collection_of_another_vector_size_says_which_model_to_use(e
     client.create_collection("docs", vectors_config=models.VectorParams(size=5, distance=models.Distance.COSINE))
     with pytest.raises(CollectionMismatchError, match="the model it was indexed with"):
         search(encoder, client, "docs", "anything")
+
+
+class _CountingTokenizer:
+    """The real tokenizer, recording every string it tokenizes."""
+
+    def __init__(self, real):
+        self._real, self.seen = real, []
+
+    def __call__(self, texts, *args, **kwargs):
+        self.seen.extend([texts] if isinstance(texts, str) else texts)
+        return self._real(texts, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def test_each_document_is_tokenized_once_and_short_ones_get_encodes_own_vector(tiny_llama_dir, client, corpus):
+    from llm2vec_plugins.integrations.qdrant.store import PROBE_TEXT
+
+    encoder = LLM2Vec.from_pretrained(tiny_llama_dir)
+    counting = encoder.tokenizer = _CountingTokenizer(encoder.tokenizer)
+    report = _ingestor(encoder, client).ingest([corpus])
+    documents = [d.text.strip() for d in read_documents([corpus])]
+    assert sorted(t for t in counting.seen if t != PROBE_TEXT) == sorted(documents)  # once each, nothing else
+    points, _ = client.scroll("docs", limit=10_000, with_payload=True, with_vectors=True)
+    assert report.chunks == len(points) > len(documents)  # the long document has several chunks
+    for point in points:
+        if point.payload["text"] in documents:  # a document that fits in one chunk: exactly encode(text)
+            expected = encoder.encode([point.payload["text"]], normalize_embeddings=True)[0]
+            np.testing.assert_allclose(point.vector, expected, rtol=1e-5, atol=1e-6)

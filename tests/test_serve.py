@@ -499,3 +499,21 @@ def test_cli_serve_refuses_inconsistent_limits_before_loading():
     result = CliRunner().invoke(app, ["serve", "--model", "/nonexistent", "--max-request-tokens", "100",
                                       "--max-queue-tokens", "10"])
     assert result.exit_code == 2 and "could never be queued" in result.output
+
+
+def test_a_request_is_tokenized_once_and_the_encoder_runs_the_counted_inputs(served, monkeypatch):
+    from llm2vec_plugins.tokenization import TokenizedText
+
+    seen = []
+    real = served.llm2vec.encode
+
+    def spy(inputs, *args, **kwargs):
+        seen.extend(inputs)
+        return real(inputs, *args, **kwargs)
+
+    monkeypatch.setattr(served.llm2vec, "encode", spy)
+    response = served.client().embeddings.create(model=NAME, input=TEXTS)
+    assert all(isinstance(item, TokenizedText) for item in seen) and len(seen) == len(TEXTS)
+    assert [item.input_ids.tolist() for item in seen] == [t.input_ids.tolist()
+                                                          for t in served.llm2vec.input_tokenizer(TEXTS)]
+    assert response.usage.prompt_tokens == sum(len(item) for item in seen)

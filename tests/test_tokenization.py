@@ -123,3 +123,76 @@ def test_template_is_detected_from_the_checkpoint_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"_name_or_path": "mistralai/Mistral-7B-Instruct-v0.2"}))
     assert template_for([str(tmp_path)]) == ("[INST] ", " [/INST]")
     assert template_for(["/nowhere", "gpt2"]) is None
+
+
+# --- one tokenization: the pooled count without a second call, and windows of long texts -------------------
+
+SPECIAL_TEXTS = ["plain words here", "<s> opens and </s> closes", "ends with </s>", "  padded  ", "x"]
+
+
+@pytest.fixture(scope="module")
+def bos_eos_tokenizer(tiny_tokenizer_dir):
+    """The tiny tokenizer with a post-processor that adds BOS and EOS, as Llama 2 / Mistral style ones do."""
+    from tokenizers.processors import TemplateProcessing
+
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", bos),
+                                                                                                     ("</s>", eos)])
+    assert tok("a")["input_ids"][0] == bos and tok("a")["input_ids"][-1] == eos
+    return tok
+
+
+@pytest.mark.parametrize("which", ["plain", "bos_eos"])
+def test_pooled_mask_follows_the_reference_rule_without_instruction(which, tokenizer, bos_eos_tokenizer):
+    # The reference pools the last N tokens, N = the text tokenized alone. Without instruction this is
+    # computed without a second tokenizer call; check it against that call, special-token strings included.
+    tok = tokenizer if which == "plain" else bos_eos_tokenizer
+    items = _tok(tok, [""] * len(SPECIAL_TEXTS), SPECIAL_TEXTS)
+    for text, item in zip(SPECIAL_TEXTS, items):
+        n = len(tok(text, add_special_tokens=False)["input_ids"])
+        expected = np.ones(len(item), dtype=np.int64)
+        if 0 < n < len(item):
+            expected[: len(item) - n] = 0
+        np.testing.assert_array_equal(item.embed_mask, expected, err_msg=text)
+
+
+def _windows(tok, text, size, overlap, **kw):
+    from llm2vec_plugins.tokenization import tokenize_windows
+
+    opts = dict(max_length=512, doc_max_length=400, skip_instruction=True, pooling_mode="mean") | kw
+    return tokenize_windows(tok, text, size, overlap, **opts)
+
+
+LONG = " ".join(f"Sentence {i} talks about item {i} and the next one." for i in range(30))
+
+
+def test_a_text_that_fits_is_one_window_tokenized_exactly_as_encode_does(bos_eos_tokenizer):
+    (window,) = _windows(bos_eos_tokenizer, "A short text.", 32, 8, pooling_mode="eos_token")
+    (expected,) = _tok(bos_eos_tokenizer, [""], ["A short text."], pooling_mode="eos_token")
+    assert (window.start, window.end) == (0, len("A short text."))
+    np.testing.assert_array_equal(window.tokens.input_ids, expected.input_ids)
+    np.testing.assert_array_equal(window.tokens.embed_mask, expected.embed_mask)
+
+
+@pytest.mark.parametrize("template", [None, ("[INST] ", " [/INST]")])
+def test_long_text_windows_are_slices_of_its_one_tokenization(bos_eos_tokenizer, template):
+    tok = bos_eos_tokenizer
+    prefix, suffix = template or ("", "")
+    windows = _windows(tok, LONG, 24, 6, template=template)
+    assert len(windows) > 4
+    assert windows[0].start == 0 and windows[-1].end == len(LONG)
+    exact = 0
+    for before, after in zip(windows, windows[1:]):
+        assert after.start < before.end  # overlap
+    for w in windows:
+        # Every window is BOS + prefix + its slice of the text + suffix + EOS, token for token.
+        assert tok.decode(w.tokens.input_ids) == "<s>" + prefix + LONG[w.start:w.end] + suffix + "</s>"
+        body = tok(LONG[w.start:w.end], add_special_tokens=False)["input_ids"]
+        assert len(body) <= 24 + 1
+        # Where the slice tokenizes alone as it did in context, the window is exactly encode()'s input for it.
+        (alone,) = _tok(tok, [""], [LONG[w.start:w.end]], template=template)
+        if len(alone) == len(w.tokens) and (alone.input_ids == w.tokens.input_ids).all():
+            np.testing.assert_array_equal(alone.embed_mask, w.tokens.embed_mask)
+            exact += 1
+    assert exact >= len(windows) // 2

@@ -3,7 +3,8 @@ the workers, encoder actors (one per GPU with `gpus_per_encoder=1`) encode the c
 is the local pipeline itself (`QdrantIngestor`): the same plan (which chunks to encode, which are stale), the
 same writer, the same duplicate, encoder-identity, prune and crash-safety rules on both paths.
 
-The driver chunks the documents (the actors hand it their tokenizer), plans each group against the store,
+The driver chunks the documents with the actors' input tokenizer, tokenizing each document once; the actors
+encode those token ids as they are. The driver plans each group against the store,
 sends the chunks to encode to the actors (several groups in flight, so every actor stays busy) and writes
 the vectors they return, to a Qdrant server or to an embedded store.
 """
@@ -69,11 +70,12 @@ class EncoderActor:
         self.batch_size = batch_size
 
     def describe(self) -> dict[str, Any]:
-        return {"tokenizer": self.model.tokenizer, "embedding_dim": self.model.embedding_dim,
-                "doc_max_length": self.model.doc_max_length, "identity": self.model.identity}
+        return {"input_tokenizer": self.model.input_tokenizer, "embedding_dim": self.model.embedding_dim,
+                "identity": self.model.identity}
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True)
+    def encode(self, inputs: list) -> np.ndarray:
+        """Rows for texts, or for the `TokenizedText` inputs the driver's chunker made."""
+        return self.model.encode(inputs, batch_size=self.batch_size, normalize_embeddings=True)
 
 
 class RayEncoders:
@@ -88,15 +90,14 @@ class RayEncoders:
         self.actors = actors
         self.in_flight = in_flight or 2 * len(actors)
         info = ray.get(actors[0].describe.remote())
-        self.tokenizer = info["tokenizer"]
+        self.input_tokenizer = info["input_tokenizer"]
         self.embedding_dim = info["embedding_dim"]
-        self.doc_max_length = info["doc_max_length"]
         self.identity = info["identity"]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, inputs: list) -> np.ndarray:
         import ray
 
-        return ray.get(self.actors[0].encode.remote(texts))
+        return ray.get(self.actors[0].encode.remote(inputs))
 
     def encode_groups(self, groups: Iterable[IngestGroup]) -> Iterator[IngestGroup]:
         import ray
@@ -104,7 +105,7 @@ class RayEncoders:
         pending: deque = deque()
         for turn, group in enumerate(groups):
             actor = self.actors[turn % len(self.actors)]
-            pending.append((group, actor.encode.remote([r.text for r in group.todo]) if group.todo else None))
+            pending.append((group, actor.encode.remote([r.tokens for r in group.todo]) if group.todo else None))
             if len(pending) >= self.in_flight:
                 yield self._finish(*pending.popleft(), ray)
         while pending:

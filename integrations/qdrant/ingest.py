@@ -1,6 +1,7 @@
 """Idempotent, resumable, pipelined ingestion of documents into Qdrant, and search over the result.
 
-Data flow: files -> `Document`s -> token chunks -> `ChunkRecord`s with deterministic ids -> plan (the chunks
+Data flow: files -> `Document`s -> token chunks (each document tokenized once: the chunks carry their
+encoder inputs) -> `ChunkRecord`s with deterministic ids -> plan (the chunks
 not stored yet, the stale chunks of changed documents) -> encoder -> upload thread -> Qdrant. Documents are
 processed in groups of about `group_chunks` chunks; while group i is being uploaded, group i+1 is being
 encoded. The same plan and writer serve both paths: local (an `LLM2Vec` in this process) and Ray (reading
@@ -46,6 +47,7 @@ from llm2vec_plugins.integrations.qdrant.store import (
     points_from_other_sources,
 )
 from llm2vec_plugins.shared import DEFAULT_QUERY_INSTRUCTION
+from llm2vec_plugins.tokenization import InputTokenizer, TokenizedText
 
 # Test hook (documented in tests/test_qdrant_resume.py): seconds to sleep after each uploaded group, so a
 # test can SIGKILL a small ingest in the middle. Unset in normal use.
@@ -81,7 +83,7 @@ def chunk_records(document: Document, chunker: TokenChunker, encoder: str = "") 
         records.append(ChunkRecord(
             point_id=point_id(document.source_id, chunk.index, digest, encoder),
             source_id=document.source_id, source=document.source, chunk_index=chunk.index,
-            text=chunk.text, content_hash=digest, metadata=document.metadata, encoder=encoder,
+            text=chunk.text, content_hash=digest, metadata=document.metadata, encoder=encoder, tokens=chunk.tokens,
         ))
     return records
 
@@ -100,12 +102,11 @@ class IngestGroup:
 class EncoderBackend(Protocol):
     """Where chunks are encoded: `LocalEncoder` (this process) or `RayEncoders` (actors on workers)."""
 
-    tokenizer: Any
+    input_tokenizer: InputTokenizer
     embedding_dim: int
-    doc_max_length: int | None
     identity: dict
 
-    def encode(self, texts: list[str]) -> np.ndarray: ...
+    def encode(self, inputs: list[str] | list[TokenizedText]) -> np.ndarray: ...
 
     def encode_groups(self, groups: Iterable[IngestGroup]) -> Iterator[IngestGroup]:
         """Fill each group's `vectors` for its `todo` chunks; yield the groups in their order."""
@@ -117,18 +118,17 @@ class LocalEncoder:
     def __init__(self, model, batch_size: int = 32) -> None:
         self.model = model
         self.batch_size = batch_size
-        self.tokenizer = model.tokenizer
+        self.input_tokenizer = model.input_tokenizer
         self.embedding_dim = model.embedding_dim
-        self.doc_max_length = getattr(model, "doc_max_length", None)
         self.identity = model.identity
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True)
+    def encode(self, inputs: list[str] | list[TokenizedText]) -> np.ndarray:
+        return self.model.encode(inputs, batch_size=self.batch_size, normalize_embeddings=True)
 
     def encode_groups(self, groups: Iterable[IngestGroup]) -> Iterator[IngestGroup]:
         for group in groups:
             if group.todo:
-                group.vectors = self.encode([r.text for r in group.todo])
+                group.vectors = self.encode([r.tokens for r in group.todo])
             yield group
 
 
@@ -160,15 +160,15 @@ class QdrantIngestor:
         if group_chunks < 1:
             raise ValueError(f"group_chunks must be >= 1, got {group_chunks}")
         backend = encoder if hasattr(encoder, "encode_groups") else LocalEncoder(encoder, batch_size)
-        doc_max = backend.doc_max_length
-        if doc_max is not None and chunk_tokens > doc_max:
+        doc_max = backend.input_tokenizer.doc_max_length
+        if chunk_tokens > doc_max:
             raise ValueError(f"chunk_tokens={chunk_tokens} exceeds the encoder's doc_max_length={doc_max}: "
                              "chunks would be truncated when encoded. Use smaller chunks.")
         self.backend = backend
         self.client = client
         self.collection = collection
         self.layout = get_layout(layout)
-        self.chunker = TokenChunker(backend.tokenizer, chunk_tokens, overlap)
+        self.chunker = TokenChunker(backend.input_tokenizer, chunk_tokens, overlap)
         self.batch_size = batch_size
         self.group_chunks = group_chunks
         self.distance = distance

@@ -10,7 +10,7 @@ and LlamaIndex's store detects the unnamed vector of an existing collection by i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 LayoutName = Literal["llm2vec", "langchain", "llamaindex"]
@@ -31,6 +31,7 @@ class ChunkRecord:
     content_hash: str
     metadata: dict[str, Any]
     encoder: str = ""  # key of the encoder identity that made the vector: marks the points llm2vec wrote
+    tokens: Any = field(default=None, compare=False, repr=False)  # the chunk's encoder input (not stored)
 
     def our_fields(self) -> dict[str, Any]:
         return {"source_id": self.source_id, "source": self.source, "chunk_index": self.chunk_index,

@@ -9,10 +9,9 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-
-from llm2vec_plugins.tokenization import Sentence
 
 
 def encoder_thread() -> ThreadPoolExecutor:
@@ -46,7 +45,7 @@ class BatchStats:
 
 @dataclass
 class _Waiting:
-    sentences: list[Sentence]
+    sentences: list[Any]
     tokens: int
     future: asyncio.Future
 
@@ -70,7 +69,7 @@ class DynamicBatcher:
 
     def __init__(
         self,
-        encode: Callable[[list[Sentence]], np.ndarray],
+        encode: Callable[[list[Any]], np.ndarray],
         *,
         max_batch_tokens: int,
         max_queue_tokens: int,
@@ -114,9 +113,9 @@ class DynamicBatcher:
         """True once `close()` was called: new requests are refused."""
         return self._closing
 
-    async def submit(self, sentences: list[Sentence], tokens: int) -> np.ndarray:
-        """Queue one request's sentences (already validated; `tokens` as counted by the caller) and
-        return its rows, in order."""
+    async def submit(self, sentences: list[Any], tokens: int) -> np.ndarray:
+        """Queue one request's inputs (already validated and tokenized; `tokens` as counted by the
+        caller) and return its rows, in order."""
         if self._closing:
             raise ShuttingDown("the server is shutting down")
         if self._queued_tokens + tokens > self.max_queue_tokens:

@@ -1,10 +1,12 @@
-"""The embedding service behind the HTTP routes: settings, request -> sentences -> tokens -> one
-batched encode call -> OpenAI response, with the per-request limits. No HTTP in here."""
+"""The embedding service behind the HTTP routes: settings, request -> sentences -> tokens (once: the
+counted inputs are what the encoder runs) -> one batched encode call -> OpenAI response, with the
+per-request limits. No HTTP in here."""
 from __future__ import annotations
 
 import asyncio
 import base64
 import copy
+import dataclasses
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +19,7 @@ from llm2vec_plugins.serving.batcher import DynamicBatcher, QueueFull, ShuttingD
 from llm2vec_plugins.serving.metrics import ServerMetrics
 from llm2vec_plugins.serving.schema import EmbeddingRequest, to_sentences
 from llm2vec_plugins.shared import EncoderOptions, SharedEncoder
-from llm2vec_plugins.tokenization import Sentence
+from llm2vec_plugins.tokenization import TokenizedText
 
 QUERY_SUFFIX = ":query"
 
@@ -98,8 +100,9 @@ class EmbeddingService:
         self.metrics = metrics or ServerMetrics()
         self.name = settings.model_name
         self.dim = encoder.embedding_dim
-        self._counter = encoder.llm2vec.with_settings()
-        self._counter.tokenizer = copy.deepcopy(encoder.llm2vec.tokenizer)
+        # Requests are tokenized once, here: the counted inputs are what the encoder runs.
+        self._input_tokenizer = dataclasses.replace(encoder.llm2vec.input_tokenizer,
+                                                    tokenizer=copy.deepcopy(encoder.llm2vec.tokenizer))
         self._tokenize_thread = ThreadPoolExecutor(1, thread_name_prefix="llm2vec-serve-tokenize")
         self.batcher = DynamicBatcher(
             self._encode, max_batch_tokens=settings.max_batch_tokens, max_queue_tokens=settings.max_queue_tokens,
@@ -122,13 +125,10 @@ class EmbeddingService:
     def closing(self) -> bool:
         return self.batcher.closing
 
-    def _encode(self, sentences: list[Sentence]) -> np.ndarray:
+    def _encode(self, inputs: list[TokenizedText]) -> np.ndarray:
         # Looked up at call time, as SharedEncoder does: a test's spy on encoder.llm2vec.encode sees the calls.
-        return self.encoder.llm2vec.encode(sentences, batch_size=self.settings.batch_size,
+        return self.encoder.llm2vec.encode(inputs, batch_size=self.settings.batch_size,
                                            normalize_embeddings=self.settings.normalize)
-
-    def _count_tokens(self, sentences: list[Sentence]) -> int:
-        return sum(len(t) for t in self._counter._tokenize(sentences))
 
     def instruction_for(self, request: EmbeddingRequest) -> tuple[str, str | None]:
         """(the model id to answer with, the instruction for the request's plain texts)."""
@@ -156,14 +156,15 @@ class EmbeddingService:
             raise ApiError(400, f"input has {len(sentences)} items, more than this server's limit of "
                                 f"{self.settings.max_items}; split it into several requests", param="input")
         loop = asyncio.get_running_loop()
-        tokens = await loop.run_in_executor(self._tokenize_thread, self._count_tokens, sentences)
+        inputs = await loop.run_in_executor(self._tokenize_thread, self._input_tokenizer, sentences)
+        tokens = sum(len(item) for item in inputs)
         if tokens > self.settings.max_request_tokens:
             self.metrics.rejected.labels("too_many_tokens").inc()
             raise ApiError(400, f"input has {tokens} tokens, more than this server's limit of "
                                 f"{self.settings.max_request_tokens} per request; split it into several requests",
                            param="input")
         try:
-            rows = await self.batcher.submit(sentences, tokens)
+            rows = await self.batcher.submit(inputs, tokens)
         except QueueFull as err:
             self.metrics.rejected.labels("queue_full").inc()
             raise ApiError(429, f"server overloaded: {err}", type="rate_limit_error", code="queue_full",
