@@ -13,10 +13,7 @@ class TokenBudgetBatcher:
     """Group inputs into batches of at most `batch_size` items and `max_batch_tokens` padded tokens.
 
     Inputs are visited longest first (a too-large batch fails at once, not after an hour), and each
-    batch holds inputs of similar length so padding is small: once a batch holds a quarter of
-    `batch_size` items, it closes early rather than let padding exceed `max_padding` of its tokens. That
-    matters for small calls (a server's, a chunk group's) whose lengths spread widely: 64 STS-B sentences
-    in two batches of 32 are 28% padding.
+    batch holds inputs of similar length so padding is small.
 
     Example:
         >>> batcher = TokenBudgetBatcher(batch_size=32, max_batch_tokens=8192)
@@ -26,36 +23,24 @@ class TokenBudgetBatcher:
 
     batch_size: int = 32
     max_batch_tokens: int | None = 16384
-    max_padding: float | None = 0.1
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
-        if self.max_padding is not None and not 0 <= self.max_padding < 1:
-            raise ValueError(f"max_padding must be in [0, 1), got {self.max_padding}")
 
     def batches(self, lengths: Sequence[int]) -> Iterator[np.ndarray]:
         """Yield arrays of input indices; every index appears exactly once."""
-        lengths = np.asarray(lengths, dtype=np.int64)
-        order = np.argsort(-lengths, kind="stable")
-        least = max(1, self.batch_size // 4)  # fewer items per batch would cost more than the padding saved
+        order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
         start = 0
         while start < len(order):
-            longest = max(int(lengths[order[start]]), 1)
+            longest = int(lengths[order[start]])
             size = self.batch_size
             if self.max_batch_tokens is not None:
-                size = max(1, min(size, self.max_batch_tokens // longest))
-            end = min(start + size, len(order))
-            if self.max_padding is not None and end - start > least:
-                # Sorted longest first: padding of the first k items is 1 - sum(lengths) / (k * longest).
-                filled = np.cumsum(lengths[order[start:end]]) / (longest * np.arange(1, end - start + 1))
-                over = np.flatnonzero(filled[least:] < 1 - self.max_padding)
-                if len(over):
-                    end = start + least + int(over[0])
-            yield order[start:end]
-            start = end
+                size = max(1, min(size, self.max_batch_tokens // max(longest, 1)))
+            yield order[start : start + size]
+            start += size
 
 
 def pad_batch(

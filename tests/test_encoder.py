@@ -244,20 +244,3 @@ def test_malformed_pretokenized_input_is_refused(tiny):
     with pytest.raises(ValueError, match="tokenized input 1"):
         tiny.encode([item, TokenizedText(item.input_ids, item.embed_mask[:-1])])
 
-
-def test_batches_close_early_rather_than_pad_widely_spread_lengths():
-    from llm2vec_plugins.batching import TokenBudgetBatcher
-
-    lengths = np.array(list(range(60, 4, -1)) + [5] * 8)  # 64 inputs, like a server call of short sentences
-
-    def padding(batcher):
-        batches = list(batcher.batches(lengths))
-        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # each input exactly once
-        return 1 - lengths.sum() / sum(lengths[b].max() * len(b) for b in batches), batches
-
-    spread, _ = padding(TokenBudgetBatcher(32, max_padding=None))
-    tight, batches = padding(TokenBudgetBatcher(32, max_padding=0.1))
-    assert spread > 0.3 and tight < 0.15
-    for b in batches[:-1]:  # at least a quarter of batch_size; beyond that, no more than 10% padding
-        share = 1 - lengths[b].sum() / (lengths[b].max() * len(b))
-        assert len(b) == 8 or (len(b) > 8 and share <= 0.1)
