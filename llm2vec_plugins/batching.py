@@ -1,6 +1,8 @@
-"""Length-sorted batching under a token budget, so padding (and wasted compute) stays near zero."""
+"""Length-sorted batching under a token budget, so padding (and wasted compute) stays near zero; and
+packing, where short texts share a row (each attending only to itself) instead of being padded."""
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +44,34 @@ class TokenBudgetBatcher:
             yield order[start : start + size]
             start += size
 
+    def packed_batches(self, lengths: Sequence[int]) -> Iterator[list[list[int]]]:
+        """Yield forward passes as rows of input indices: each row holds texts whose lengths sum to at
+        most the pass's width (its longest text), at most `batch_size` rows and `max_batch_tokens`
+        tokens (rows x width) per pass: never more memory than a padded batch of `batch_size` texts.
+
+        Rows are filled longest first, topped up with the shortest texts left; every index appears
+        exactly once.
+
+        Example:
+            >>> list(TokenBudgetBatcher(batch_size=2).packed_batches([10, 3, 8, 2]))
+            [[[0], [2, 3]], [[1]]]
+        """
+        order = deque(np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist())
+        while order:
+            width = max(int(lengths[order[0]]), 1)
+            rows = self.batch_size
+            if self.max_batch_tokens is not None:
+                rows = max(1, min(rows, self.max_batch_tokens // width))
+            forward = []
+            while order and len(forward) < rows:
+                row = [order.popleft()]
+                used = int(lengths[row[0]])
+                while order and used + int(lengths[order[-1]]) <= width:
+                    row.append(order.pop())
+                    used += int(lengths[row[-1]])
+                forward.append(row)
+            yield forward
+
 
 def pad_batch(
     sequences: Sequence[np.ndarray], masks: Sequence[np.ndarray], pad_id: int
@@ -59,4 +89,36 @@ def pad_batch(
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy(attention_mask),
         "embed_mask": torch.from_numpy(embed_mask),
+    }
+
+
+def pack_batch(
+    sequences: Sequence[np.ndarray], weights: Sequence[np.ndarray], rows: Sequence[Sequence[int]], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Lay texts out in shared rows: `rows` lists, per row, which of `sequences` it holds, in order.
+
+    Returns `input_ids`, `position_ids` (counting from 0 in each text, as if it were alone),
+    `segments` (the text at each position, -1 for padding: a text attends to its own positions only)
+    and `weights` (each token's pooling weight, from `weights`, one array per text).
+    """
+    width = max(sum(len(sequences[i]) for i in row) for row in rows)
+    shape = (len(rows), width)
+    input_ids = np.full(shape, pad_id, dtype=np.int64)
+    position_ids = np.zeros(shape, dtype=np.int64)
+    segments = np.full(shape, -1, dtype=np.int64)
+    token_weights = np.zeros(shape, dtype=np.float32)
+    for r, row in enumerate(rows):
+        start = 0
+        for i in row:
+            end = start + len(sequences[i])
+            input_ids[r, start:end] = sequences[i]
+            position_ids[r, start:end] = np.arange(end - start)
+            segments[r, start:end] = i
+            token_weights[r, start:end] = weights[i]
+            start = end
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "position_ids": torch.from_numpy(position_ids),
+        "segments": torch.from_numpy(segments),
+        "weights": torch.from_numpy(token_weights),
     }

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from llm2vec_plugins.attention import set_bidirectional, verify_attention
-from llm2vec_plugins.batching import TokenBudgetBatcher, pad_batch
+from llm2vec_plugins.batching import TokenBudgetBatcher, pack_batch, pad_batch
 from llm2vec_plugins.config import LLM2VecConfig, PoolingMode
 from llm2vec_plugins.loading import HUB_KWARGS, attach_adapter, load_base_model, without_revision
-from llm2vec_plugins.pooling import pool
+from llm2vec_plugins.pooling import pool, pooling_weights
 from llm2vec_plugins.pruning import num_layers as depth_of
 from llm2vec_plugins.templates import name_for_template, template_for
 from llm2vec_plugins.tokenization import InputTokenizer, Sentence, TokenizedText
@@ -205,6 +205,43 @@ class LLM2Vec(nn.Module):
         out = model(input_ids=features["input_ids"], attention_mask=features["attention_mask"], use_cache=False)
         return pool(out.last_hidden_state, features["embed_mask"], features["attention_mask"], self.pooling_mode)
 
+    def _embed_packed(self, model: nn.Module, items: list[TokenizedText], rows: list[list[int]],
+                      device: torch.device) -> torch.Tensor:
+        """Pooled embeddings of `items` laid out `rows` (several texts per row, see `pack_batch`)."""
+        sequences = [t.input_ids for t in items]
+        padded = pad_batch(sequences, [t.embed_mask for t in items], self.tokenizer.pad_token_id)
+        # The padded layout's weights, moved by token: one pooling rule for both layouts.
+        weights = pooling_weights(padded["embed_mask"], padded["attention_mask"], self.pooling_mode).numpy()
+        batch = pack_batch(sequences, [w[: len(s)] for w, s in zip(weights, sequences)], rows,
+                           self.tokenizer.pad_token_id)
+        segments = batch["segments"].to(device)
+        # Block-diagonal: each text attends to itself and nothing else (padding only to padding, so no
+        # row of the mask is empty). A 4D mask reaches the kernels as given, bypassing is_causal.
+        mask = segments[:, None, :, None] == segments[:, None, None, :]
+        if getattr(model.config, "is_causal", True):  # a causal encoder (enable_bidirectional=False) stays causal
+            mask &= torch.ones(mask.shape[-2:], dtype=torch.bool, device=device).tril()
+        if model.config._attn_implementation == "eager":  # eager adds the mask to the scores
+            dtype = next(model.parameters()).dtype
+            mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill_(~mask, torch.finfo(dtype).min)
+        out = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
+                    attention_mask=mask, use_cache=False)
+        hidden = out.last_hidden_state.float().flatten(0, 1)
+        segments, token_weights = segments.flatten(), batch["weights"].to(device).flatten()
+        real = segments >= 0
+        pooled = torch.zeros(len(items), hidden.shape[-1], device=device)
+        return pooled.index_add_(0, segments[real], hidden[real] * token_weights[real, None])
+
+    def can_pack(self, width: int | None = None) -> bool:
+        """Whether `encode` can pack several texts into one row here with the same vectors as padded
+        batches: rotary positions (restarted per text), an sdpa or eager kernel (those take a
+        block-diagonal mask), and no sliding window shorter than `width` (the longest text)."""
+        config = self.model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        window = getattr(config, "sliding_window", None)
+        return (getattr(config, "rope_parameters", None) is not None
+                and self.model.config._attn_implementation in ("sdpa", "eager")
+                and not (window and width is not None and width > window))
+
     def _encode_devices(self) -> list[torch.device]:
         if self.data_parallel_devices is not None:
             return [torch.device(d) for d in self.data_parallel_devices]
@@ -239,6 +276,7 @@ class LLM2Vec(nn.Module):
         device: str | torch.device | None = None,
         normalize_embeddings: bool = False,
         max_batch_tokens: int | None = 16384,
+        pack: bool | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Embed sentences; returns float32 numpy (n, dim), or a CPU tensor with `convert_to_tensor=True`.
 
@@ -248,6 +286,10 @@ class LLM2Vec(nn.Module):
         model copy each, as the reference does; `data_parallel_devices` picks the devices.
         An empty list gives a (0, dim) array. `sentences` may also be the `TokenizedText` items of
         `input_tokenizer` (tokenized once elsewhere: a chunker, a server counting tokens).
+        `pack` lays short texts side by side in one row, each attending only to itself with its own
+        positions, instead of padding them (`TokenBudgetBatcher.packed_batches`): the same vectors up to
+        float rounding, with less compute where lengths vary. None packs where `can_pack` says the
+        model allows it; False pads every text to its batch's longest, as the reference does.
 
         Example:
             >>> model.encode(["a cat", ["Retrieve similar text:", "a dog"]], normalize_embeddings=True)
@@ -257,7 +299,18 @@ class LLM2Vec(nn.Module):
         items = self._tokenize(sentences)
         out = torch.empty(len(items), self.embedding_dim, dtype=torch.float32)
         batcher = TokenBudgetBatcher(batch_size, max_batch_tokens)
-        batches = list(batcher.batches([len(t) for t in items]))
+        lengths = [len(t) for t in items]
+        packable = self.can_pack(max(lengths, default=0))
+        if pack and not packable:
+            raise ValueError(f"pack=True, but {self.model.config.model_type!r} with attention "
+                             f"{self.model.config._attn_implementation!r} cannot pack texts here (see can_pack); "
+                             "pass pack=None or False")
+        pack = packable if pack is None else pack
+        # Each forward pass: rows of item indices (one item per row when padding).
+        if pack:
+            batches = list(batcher.packed_batches(lengths))
+        else:
+            batches = [[[i] for i in index.tolist()] for index in batcher.batches(lengths)]
         progress = None
         if show_progress_bar:
             from tqdm.auto import tqdm
@@ -268,11 +321,19 @@ class LLM2Vec(nn.Module):
 
         def run(model: nn.Module, device: torch.device, share: list) -> None:
             with torch.inference_mode():
-                for index in share:
-                    batch = pad_batch([items[i].input_ids for i in index], [items[i].embed_mask for i in index],
-                                      self.tokenizer.pad_token_id)
-                    batch = {k: v.to(device) for k, v in batch.items()}
-                    out[torch.from_numpy(index)] = self._embed(model, batch).float().cpu()
+                for rows in share:
+                    index = [i for row in rows for i in row]
+                    if pack:
+                        local, start = [], 0
+                        for row in rows:
+                            local.append(list(range(start, start + len(row))))
+                            start += len(row)
+                        vectors = self._embed_packed(model, [items[i] for i in index], local, device)
+                    else:
+                        batch = pad_batch([items[i].input_ids for i in index], [items[i].embed_mask for i in index],
+                                          self.tokenizer.pad_token_id)
+                        vectors = self._embed(model, {k: v.to(device) for k, v in batch.items()})
+                    out[torch.tensor(index)] = vectors.float().cpu()
                     if progress is not None:
                         progress.update(len(index))
 

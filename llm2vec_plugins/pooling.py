@@ -27,19 +27,30 @@ def pool(
         >>> pool(h, batch["embed_mask"], batch["attention_mask"], "mean").shape
         torch.Size([2, 576])
     """
+    weights = pooling_weights(embed_mask, attention_mask, mode)
+    return torch.einsum("bl,bld->bd", weights, hidden.float())
+
+
+def pooling_weights(embed_mask: torch.Tensor, attention_mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:
+    """Each token's weight in its text's vector (batch, length), float32, rows summing to 1 (0 for a
+    text with nothing to pool): `pool` is the weighted sum, and packed batches place the same weights
+    by token, so the two ways of batching pool by one rule.
+
+    Example:
+        >>> pooling_weights(torch.tensor([[0, 1, 1]]), torch.tensor([[1, 1, 1]]), "mean")
+        tensor([[0.0000, 0.5000, 0.5000]])
+    """
     if mode not in POOLING_MODES:
         raise ValueError(f"unknown pooling mode {mode!r}; choose one of {', '.join(POOLING_MODES)}")
-    hidden = hidden.float()
     if mode in ("mean", "weighted_mean"):
-        weights = embed_mask.to(hidden.dtype)
+        weights = embed_mask.float()
         if mode == "weighted_mean":
             weights = torch.cumsum(weights, dim=1) * weights
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-9)
-        return torch.einsum("bl,bld->bd", weights, hidden)
+        return weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-9)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     real = attention_mask.bool()
     if mode in ("eos_token", "last_token"):
         index = torch.where(real, positions, -1).amax(dim=1)
     else:
         index = torch.where(real, positions, attention_mask.shape[1]).amin(dim=1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+    return (positions[None, :] == index[:, None]).float()
