@@ -37,12 +37,15 @@ class TokenBudgetBatcher:
         order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
         start = 0
         while start < len(order):
-            longest = int(lengths[order[start]])
-            size = self.batch_size
-            if self.max_batch_tokens is not None:
-                size = max(1, min(size, self.max_batch_tokens // max(longest, 1)))
+            size = self._capacity(int(lengths[order[start]]))
             yield order[start : start + size]
             start += size
+
+    def _capacity(self, longest: int) -> int:
+        """Items (or rows) a pass whose longest input has `longest` tokens may hold."""
+        if self.max_batch_tokens is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, self.max_batch_tokens // max(longest, 1)))
 
     def packed_batches(self, lengths: Sequence[int]) -> Iterator[list[list[int]]]:
         """Yield forward passes as rows of input indices: each row holds texts whose lengths sum to at
@@ -59,9 +62,7 @@ class TokenBudgetBatcher:
         order = deque(np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist())
         while order:
             width = max(int(lengths[order[0]]), 1)
-            rows = self.batch_size
-            if self.max_batch_tokens is not None:
-                rows = max(1, min(rows, self.max_batch_tokens // width))
+            rows = self._capacity(width)
             forward = []
             while order and len(forward) < rows:
                 row = [order.popleft()]
@@ -93,23 +94,24 @@ def pad_batch(
 
 
 def pack_batch(
-    sequences: Sequence[np.ndarray], weights: Sequence[np.ndarray], rows: Sequence[Sequence[int]], pad_id: int
+    sequences: Sequence[np.ndarray], weights: Sequence[np.ndarray], row_sizes: Sequence[int], pad_id: int
 ) -> dict[str, torch.Tensor]:
-    """Lay texts out in shared rows: `rows` lists, per row, which of `sequences` it holds, in order.
+    """Lay texts out in shared rows, in order: the first `row_sizes[0]` of `sequences` fill row 0, and so on.
 
     Returns `input_ids`, `position_ids` (counting from 0 in each text, as if it were alone),
-    `segments` (the text at each position, -1 for padding: a text attends to its own positions only)
-    and `weights` (each token's pooling weight, from `weights`, one array per text).
+    `segments` (the index in `sequences` at each position, -1 for padding: a text attends to its own
+    positions only) and `weights` (each token's pooling weight, from `weights`, one array per text).
     """
-    width = max(sum(len(sequences[i]) for i in row) for row in rows)
-    shape = (len(rows), width)
+    bounds = np.cumsum([0, *row_sizes])
+    width = max(sum(len(s) for s in sequences[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
+    shape = (len(row_sizes), width)
     input_ids = np.full(shape, pad_id, dtype=np.int64)
     position_ids = np.zeros(shape, dtype=np.int64)
     segments = np.full(shape, -1, dtype=np.int64)
     token_weights = np.zeros(shape, dtype=np.float32)
-    for r, row in enumerate(rows):
+    for r, (first, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
         start = 0
-        for i in row:
+        for i in range(first, stop):
             end = start + len(sequences[i])
             input_ids[r, start:end] = sequences[i]
             position_ids[r, start:end] = np.arange(end - start)

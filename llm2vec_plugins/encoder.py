@@ -205,14 +205,14 @@ class LLM2Vec(nn.Module):
         out = model(input_ids=features["input_ids"], attention_mask=features["attention_mask"], use_cache=False)
         return pool(out.last_hidden_state, features["embed_mask"], features["attention_mask"], self.pooling_mode)
 
-    def _embed_packed(self, model: nn.Module, items: list[TokenizedText], rows: list[list[int]],
+    def _embed_packed(self, model: nn.Module, items: list[TokenizedText], row_sizes: list[int],
                       device: torch.device) -> torch.Tensor:
-        """Pooled embeddings of `items` laid out `rows` (several texts per row, see `pack_batch`)."""
+        """Pooled embeddings of `items`, laid out in order `row_sizes[r]` texts to row r (see `pack_batch`)."""
         sequences = [t.input_ids for t in items]
         padded = pad_batch(sequences, [t.embed_mask for t in items], self.tokenizer.pad_token_id)
         # The padded layout's weights, moved by token: one pooling rule for both layouts.
         weights = pooling_weights(padded["embed_mask"], padded["attention_mask"], self.pooling_mode).numpy()
-        batch = pack_batch(sequences, [w[: len(s)] for w, s in zip(weights, sequences)], rows,
+        batch = pack_batch(sequences, [w[: len(s)] for w, s in zip(weights, sequences)], row_sizes,
                            self.tokenizer.pad_token_id)
         segments = batch["segments"].to(device)
         # Block-diagonal: each text attends to itself and nothing else (padding only to padding, so no
@@ -324,11 +324,7 @@ class LLM2Vec(nn.Module):
                 for rows in share:
                     index = [i for row in rows for i in row]
                     if pack:
-                        local, start = [], 0
-                        for row in rows:
-                            local.append(list(range(start, start + len(row))))
-                            start += len(row)
-                        vectors = self._embed_packed(model, [items[i] for i in index], local, device)
+                        vectors = self._embed_packed(model, [items[i] for i in index], [len(r) for r in rows], device)
                     else:
                         batch = pad_batch([items[i].input_ids for i in index], [items[i].embed_mask for i in index],
                                           self.tokenizer.pad_token_id)
