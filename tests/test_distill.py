@@ -129,3 +129,37 @@ def test_distill_needs_a_teacher(corpus, tmp_path):
         train("distill", model="x", data=str(corpus), output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="supervised or distill"):
         train("simcse", model="x", data=str(corpus), output_dir=str(tmp_path), num_layers="l3prune-large")
+
+
+def test_trainable_layers_trains_only_the_top_layers(tiny_tokenizer_dir, st_teacher, corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    student = build_tiny_model("llama", tmp_path / "student", tiny_tokenizer_dir, layers=3)
+    train("distill", model=str(student), data=str(corpus), teacher=str(st_teacher), trainable_layers=1,
+          output_dir=str(tmp_path / "out"), max_steps=10, batch_size=12, learning_rate=3e-3, lora_r=8,
+          lora_alpha=16, progress=False, save_steps=1000)
+    keys = load_file(tmp_path / "out" / "adapter_model.safetensors")
+    assert keys and all(".layers.2." in k for k in keys), sorted(keys)[:3]
+    assert {k.split(".layers.2.")[1].split(".")[1] for k in keys} >= {"q_proj", "down_proj"}  # all linear
+    base, trained = (LLM2Vec.from_pretrained(p, device="cpu") for p in (student, tmp_path / "out"))
+    features = base.tokenize(SENTENCES[:4])
+    with torch.no_grad():
+        below = [m.model(**features, output_hidden_states=True, use_cache=False).hidden_states for m in (base, trained)]
+    assert torch.allclose(below[0][2], below[1][2], atol=1e-6)  # the input of layer 2: lower layers untouched
+    assert not torch.allclose(below[0][3], below[1][3], atol=1e-4)  # the top layer was trained
+
+
+def test_trainable_layers_are_checked_against_the_depth(tmp_path, tiny_tokenizer_dir, corpus):
+    from transformers import AutoModel
+
+    from llm2vec_plugins.training.lora import apply_lora
+
+    decoder = AutoModel.from_pretrained(build_tiny_model("qwen2", tmp_path / "m", tiny_tokenizer_dir, layers=2))
+    with pytest.raises(ValueError, match="trainable_layers=3 but the decoder has 2 layers"):
+        apply_lora(decoder, trainable_layers=3)
+    peft_model = apply_lora(decoder, target_modules="q_proj,v_proj", trainable_layers=1)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all(".layers.1." in n and ("q_proj" in n or "v_proj" in n) for n in trainable)
+    with pytest.raises(ValueError, match="trainable_layers needs a fixed depth"):
+        train("distill", model="x", data=str(corpus), teacher="t", output_dir=str(tmp_path / "o"),
+              num_layers="l3prune-small", trainable_layers=1)

@@ -32,6 +32,8 @@ class TrainConfig:
     lora_alpha: int = _opt(32, "LoRA alpha.")
     lora_dropout: float = _opt(0.05, "Dropout on the LoRA branch.")
     target_modules: str = _opt("all-linear", "Comma-separated module names, or 'all-linear' (every attention and MLP projection).")
+    trainable_layers: int | None = _opt(None, "LoRA on the top N decoder layers only: the layers below stay frozen "
+                                              "and need no backward pass, so a step is cheaper. Default: all layers.")
     # Optimisation
     max_steps: int = _opt(1000, "Optimizer steps.")
     batch_size: int = _opt(32, "Examples per device per forward pass.")
@@ -194,6 +196,11 @@ def validate(config: TrainConfig) -> None:
             str(config.num_layers).isdigit() and int(config.num_layers) >= 1):
         raise ValueError(f"num_layers must be a positive integer or one of {', '.join(PRUNE_CHOICES)}, "
                          f"got {config.num_layers!r}")
+    if config.trainable_layers is not None and config.trainable_layers < 1:
+        raise ValueError(f"trainable_layers must be >= 1, got {config.trainable_layers}")
+    if config.trainable_layers is not None and config.num_layers in PRUNE_CHOICES:
+        # L3Prune cuts the depth after LoRA is placed, so "the top N" would name layers that get removed.
+        raise ValueError(f"trainable_layers needs a fixed depth; num_layers={config.num_layers} chooses it while training")
     if config.num_layers in PRUNE_CHOICES and not isinstance(config, (SupervisedConfig, DistillConfig)):
         raise ValueError(f"num_layers={config.num_layers} chooses the depth from the initial loss of a supervised "
                          "or distill stage; give this stage an integer")

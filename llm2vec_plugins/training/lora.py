@@ -18,8 +18,11 @@ TRAINING_CONFIG = "llm2vec_training.json"
 
 
 def apply_lora(decoder: nn.Module, r: int = 16, alpha: int = 32, dropout: float = 0.05,
-               target_modules: str | list[str] = "all-linear"):
+               target_modules: str | list[str] = "all-linear", trainable_layers: int | None = None):
     """Freeze `decoder` and add trainable LoRA matrices (default: every attention and MLP projection).
+
+    `trainable_layers=N` puts them on the top N decoder layers only. Nothing below those requires a
+    gradient, so autograd stops there: the backward pass skips the frozen lower layers entirely.
 
     Example:
         >>> peft_model = apply_lora(AutoModel.from_pretrained(name), r=16, alpha=32)
@@ -29,8 +32,30 @@ def apply_lora(decoder: nn.Module, r: int = 16, alpha: int = 32, dropout: float 
 
     if isinstance(target_modules, str) and target_modules != "all-linear":
         target_modules = [m.strip() for m in target_modules.split(",") if m.strip()]
+    if trainable_layers is not None:
+        target_modules = _modules_of_top_layers(decoder, trainable_layers, target_modules)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none")
     return get_peft_model(decoder, config)
+
+
+def _modules_of_top_layers(decoder: nn.Module, count: int, target_modules: str | list[str]) -> list[str]:
+    """Full names of the target Linear modules inside the top `count` decoder layers. (peft's own
+    `layers_to_transform` needs a prefix before "layers." that a bare decoder's module names lack.)"""
+    depth = decoder.config.num_hidden_layers
+    if count > depth:
+        raise ValueError(f"trainable_layers={count} but the decoder has {depth} layers")
+    top = {str(i) for i in range(depth - count, depth)}
+    names = []
+    for name, module in decoder.named_modules():
+        parts = name.split(".")
+        if not isinstance(module, nn.Linear) or "layers" not in parts[:-1]:
+            continue
+        index = parts[parts.index("layers") + 1]
+        if index in top and (target_modules == "all-linear" or parts[-1] in target_modules):
+            names.append(name)
+    if not names:
+        raise ValueError(f"no {target_modules} Linear module in the top {count} layers of this decoder")
+    return names
 
 
 def set_attention_dropout(model: nn.Module, p: float) -> None:

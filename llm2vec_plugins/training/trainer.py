@@ -83,7 +83,8 @@ def load_for_training(config: TrainConfig, *, with_lm_head: bool = False, attent
         decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if with_lm_head:
         model.get_output_embeddings().requires_grad_(False)
-    peft_model = apply_lora(decoder, config.lora_r, config.lora_alpha, config.lora_dropout, config.target_modules)
+    peft_model = apply_lora(decoder, config.lora_r, config.lora_alpha, config.lora_dropout, config.target_modules,
+                            config.trainable_layers)
     return TrainedModel(peft_model, tokenizer, model if with_lm_head else None, template_for(resolved.sources),
                         pruned=fixed is not None or resolved.num_layers is not None)
 
