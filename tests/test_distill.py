@@ -11,7 +11,7 @@ import torch
 from llm2vec_plugins import LLM2Vec
 from llm2vec_plugins.training import train
 from llm2vec_plugins.training.distill import NeighbourBatchSampler
-from llm2vec_plugins.training.losses import similarity_distill_loss
+from llm2vec_plugins.training.losses import rotate_into, similarity_distill_loss
 from llm2vec_plugins.training.teacher import Teacher, load_teacher, teacher_embeddings
 from tests.tiny_models import build_tiny_model, build_tiny_sentence_transformer
 
@@ -40,6 +40,23 @@ def test_loss_is_zero_for_the_teachers_geometry_in_another_dimension(mode):
     student = torch.cat([teacher, torch.zeros(16, 4)], dim=1) @ rotation * 3.0  # other dim, rotated, scaled
     assert similarity_distill_loss(student, teacher, mode) < 1e-6
     assert similarity_distill_loss(torch.randn(16, 12), teacher, mode) > 1e-2
+
+
+def test_rotation_carries_the_teacher_onto_a_rotated_student_and_keeps_its_cosines():
+    torch.manual_seed(0)
+    teacher = torch.nn.functional.normalize(torch.randn(64, 8), dim=-1)
+    frame, _ = torch.linalg.qr(torch.randn(12, 12))
+    student = teacher @ frame[:8] * 3.0  # the teacher's geometry in another frame, dimension and scale
+    targets = teacher @ rotate_into(teacher, student)
+    assert torch.allclose(targets, torch.nn.functional.normalize(student, dim=-1), atol=1e-5)
+    assert similarity_distill_loss(student, targets, "align") < 1e-6
+    other = teacher @ rotate_into(teacher, torch.randn(64, 12))  # any student: the teacher's cosines stay
+    assert torch.allclose(other @ other.T, teacher @ teacher.T, atol=1e-5)
+    assert similarity_distill_loss(torch.randn(64, 12), other, "align") > 0.1
+    with pytest.raises(ValueError, match="does not fit"):
+        rotate_into(torch.randn(64, 16), torch.randn(64, 12))
+    with pytest.raises(ValueError, match="rotated into"):
+        similarity_distill_loss(torch.randn(4, 12), torch.randn(4, 8), "align")
 
 
 def test_neighbour_batches_group_the_teachers_clusters_and_use_each_text_once():
@@ -89,13 +106,14 @@ def _mse_to_teacher(student: np.ndarray, teacher: np.ndarray) -> float:
     return float(((s @ s.T - teacher @ teacher.T) ** 2).mean())
 
 
+@pytest.mark.parametrize("mode", ["mse", "align"])
 def test_distill_stage_moves_the_student_towards_the_teachers_similarities(tiny_tokenizer_dir, st_teacher, corpus,
-                                                                          tmp_path):
+                                                                          tmp_path, mode):
     student = build_tiny_model("llama", tmp_path / "student", tiny_tokenizer_dir, layers=3)
     teacher = load_teacher(str(st_teacher)).encode(SENTENCES, 16)
     before = _mse_to_teacher(LLM2Vec.from_pretrained(student, device="cpu").encode(SENTENCES), teacher)
     result = train("distill", model=str(student), data=str(corpus), teacher=str(st_teacher), num_layers="2",
-                   output_dir=str(tmp_path / "out"), max_steps=40, batch_size=12, learning_rate=3e-3,
+                   output_dir=str(tmp_path / "out"), max_steps=40, batch_size=12, learning_rate=3e-3, distill_loss=mode,
                    lora_r=8, lora_alpha=16, progress=False, save_steps=1000, logging_steps=5,
                    instructions="Retrieve semantically similar text:", instruction_probability=0.5)
     assert result.global_step == 40

@@ -103,7 +103,10 @@ class DistillConfig(TrainConfig):
     teacher_batch_size: int = _opt(64, "Texts per teacher forward pass when its embeddings are computed (once, cached).")
     teacher_cache: str | None = _opt(None, "Folder for the cached teacher embeddings (default: OUTPUT_DIR/teacher).")
     distill_loss: str = _opt("mse", "'mse': squared error between the two in-batch cosine matrices; 'kl': KL divergence "
-                                    "between their row-wise softmax at temperature 1/scale.")
+                                    "between their row-wise softmax at temperature 1/scale; 'align': the teacher's vectors are "
+                                    "rotated into the student's space (orthogonal Procrustes against the untrained student, "
+                                    "all their cosines kept) and each text's student vector is trained towards its own "
+                                    "(cosine): needs teacher dim <= student dim.")
     scale: float = _opt(20.0, "For distill_loss=kl: similarities are multiplied by this before the softmax.")
     neighbours: int = _opt(3, "Each batch is built of seeds plus this many nearest neighbours of each (teacher "
                               "cosine), so that batches hold similar texts as well as unrelated ones (0: random batches).")
@@ -207,8 +210,8 @@ def validate(config: TrainConfig) -> None:
     if isinstance(config, DistillConfig):
         if not config.teacher:
             raise ValueError("teacher is required")
-        if config.distill_loss not in ("mse", "kl"):
-            raise ValueError(f"distill_loss must be 'mse' or 'kl', got {config.distill_loss!r}")
+        if config.distill_loss not in ("mse", "kl", "align"):
+            raise ValueError(f"distill_loss must be 'mse', 'kl' or 'align', got {config.distill_loss!r}")
         if config.neighbours < 0 or config.teacher_batch_size < 1:
             raise ValueError("neighbours must be >= 0 and teacher_batch_size >= 1")
         if not 0 <= config.instruction_probability <= 1:

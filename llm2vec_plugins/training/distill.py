@@ -22,7 +22,7 @@ from llm2vec_plugins.loading import check_model
 from llm2vec_plugins.training.config import PRUNE_CHOICES, DistillConfig, build_config
 from llm2vec_plugins.training.contrastive import tokenize_for_training
 from llm2vec_plugins.training.data import print_report, read_texts
-from llm2vec_plugins.training.losses import similarity_distill_loss
+from llm2vec_plugins.training.losses import rotate_into, similarity_distill_loss
 from llm2vec_plugins.training.teacher import load_teacher, teacher_embeddings
 from llm2vec_plugins.training.trainer import EncoderTrainer, TrainResult, fit, load_for_training, prune_by_initial_loss
 
@@ -124,6 +124,19 @@ class DistillTrainer(EncoderTrainer):
                                      self.args.seed, num_processes=self.accelerator.num_processes)
 
 
+ROTATION_SAMPLE = 2048  # texts the Procrustes map is fitted on: several per student dimension
+
+
+def rotate_teacher(encoder: LLM2Vec, texts: list[str], vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The teacher's vectors carried into the student's space by the rotation that best fits the student
+    as it is now (`rotate_into`, on a seeded sample of the texts), so "align" asks the least change of it.
+    Called before any training step and before a checkpoint is loaded, it gives the same map on resume."""
+    sample = np.random.default_rng(seed).permutation(len(texts))[:ROTATION_SAMPLE]
+    student = encoder.encode([texts[i] for i in sample], batch_size=64, convert_to_tensor=True)
+    rotation = rotate_into(torch.from_numpy(vectors[sample]), student.float().cpu())
+    return vectors @ rotation.numpy()
+
+
 def train_distill(config: DistillConfig | None = None, **options) -> TrainResult:
     """Distil a teacher encoder into a LoRA adapter on `model` (e.g. a pruned MNTP / SimCSE stage).
 
@@ -145,9 +158,13 @@ def train_distill(config: DistillConfig | None = None, **options) -> TrainResult
     collator = DistillCollator(encoder, vectors, instructions, config.instruction_probability, config.seed)
     rows = list(enumerate(texts))
     if config.num_layers in PRUNE_CHOICES:
+        # The depth is chosen on the dimension-free in-batch loss: "align"'s rotation depends on the depth.
+        mode = "mse" if config.distill_loss == "align" else config.distill_loss
         first = next(iter(NeighbourBatchSampler(vectors, config.batch_size, config.neighbours, config.seed)))
         batch = collator([rows[i] for i in first])
         prune_by_initial_loss(parts, config, batch["features"], lambda e: similarity_distill_loss(
-            e, batch["teacher"], config.distill_loss, config.scale, gather=False))
+            e, batch["teacher"], mode, config.scale, gather=False))
+    if config.distill_loss == "align":
+        collator.teacher = rotate_teacher(encoder, texts, vectors, config.seed)
     return fit(DistillTrainer, config, encoder, parts, rows, collator, distill_loss=config.distill_loss,
                scale=config.scale, neighbours=config.neighbours)

@@ -71,7 +71,9 @@ def similarity_distill_loss(student: torch.Tensor, teacher: torch.Tensor, mode: 
     """Match the student's in-batch cosine similarities to the teacher's: the two may differ in dimension.
 
     "mse": mean squared difference of the off-diagonal cosines; "kl": KL(teacher || student) between
-    each row's softmax of cosine x `scale`, the diagonal left out. Under torch.distributed the rows of
+    each row's softmax of cosine x `scale`, the diagonal left out; "align": 1 - cosine of each student
+    row with its teacher row, which needs the teacher's rows in the student's space (`rotate_into`): a
+    target per dimension of every text, not only per pair, and at zero loss all cosines are the teacher's. Under torch.distributed the rows of
     every process are gathered (the student's with their gradient), as for the contrastive loss.
 
     Example:
@@ -80,6 +82,11 @@ def similarity_distill_loss(student: torch.Tensor, teacher: torch.Tensor, mode: 
     if student.shape[0] != teacher.shape[0]:
         raise ValueError(f"{student.shape[0]} student rows but {teacher.shape[0]} teacher rows")
     student, teacher = student.float(), teacher.float().detach()
+    if mode == "align":  # per row: no other process's rows are needed
+        if student.shape[1] != teacher.shape[1]:
+            raise ValueError(f"'align' needs the teacher rotated into the student's {student.shape[1]} dimensions, "
+                             f"got {teacher.shape[1]}")
+        return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
     if gather:
         student, teacher = gather_with_grad(student), gather_with_grad(teacher)
     s = F.normalize(student, dim=-1) @ F.normalize(student, dim=-1).T
@@ -92,4 +99,23 @@ def similarity_distill_loss(student: torch.Tensor, teacher: torch.Tensor, mode: 
         log_s = F.log_softmax((s * scale).masked_fill(~off, fill), dim=-1)
         log_t = F.log_softmax((t * scale).masked_fill(~off, fill), dim=-1)
         return (log_t.exp() * (log_t - log_s)).masked_fill(~off, 0).sum(-1).mean()
-    raise ValueError(f"unknown distillation loss {mode!r}; choose 'mse' or 'kl'")
+    raise ValueError(f"unknown distillation loss {mode!r}; choose 'mse', 'kl' or 'align'")
+
+
+def rotate_into(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    """The orthogonal map (teacher_dim, student_dim), rows orthonormal, that best carries the teacher's
+    unit rows onto the student's (orthogonal Procrustes): `teacher @ map` keeps every teacher cosine and
+    lies as close as a rotation can to where the student already puts those texts. Needs
+    teacher_dim <= student_dim.
+
+    Example:
+        >>> targets = teacher_vectors @ rotate_into(teacher_sample, student_sample)   # (n, student_dim)
+    """
+    if teacher.shape[0] != student.shape[0]:
+        raise ValueError(f"{teacher.shape[0]} teacher rows but {student.shape[0]} student rows")
+    if teacher.shape[1] > student.shape[1]:
+        raise ValueError(f"a {teacher.shape[1]}-dimensional teacher does not fit into a {student.shape[1]}-dimensional "
+                         "student without losing cosines; use distill_loss 'mse' or 'kl'")
+    cross = F.normalize(teacher.double(), dim=-1).T @ F.normalize(student.double(), dim=-1)
+    u, _, vh = torch.linalg.svd(cross, full_matrices=False)
+    return (u @ vh).float()
