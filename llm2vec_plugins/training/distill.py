@@ -133,7 +133,7 @@ def rotate_teacher(encoder: LLM2Vec, texts: list[str], vectors: np.ndarray, seed
     Called before any training step and before a checkpoint is loaded, it gives the same map on resume."""
     sample = np.random.default_rng(seed).permutation(len(texts))[:ROTATION_SAMPLE]
     student = encoder.encode([texts[i] for i in sample], batch_size=64, convert_to_tensor=True)
-    rotation = rotate_into(torch.from_numpy(vectors[sample]), student.float().cpu())
+    rotation = rotate_into(torch.from_numpy(vectors[sample]), student)  # encode gives float32 on the CPU
     return vectors @ rotation.numpy()
 
 

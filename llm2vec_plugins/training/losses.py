@@ -73,8 +73,9 @@ def similarity_distill_loss(student: torch.Tensor, teacher: torch.Tensor, mode: 
     "mse": mean squared difference of the off-diagonal cosines; "kl": KL(teacher || student) between
     each row's softmax of cosine x `scale`, the diagonal left out; "align": 1 - cosine of each student
     row with its teacher row, which needs the teacher's rows in the student's space (`rotate_into`): a
-    target per dimension of every text, not only per pair, and at zero loss all cosines are the teacher's. Under torch.distributed the rows of
-    every process are gathered (the student's with their gradient), as for the contrastive loss.
+    target per dimension of every text, not only per pair, and at zero loss all cosines are the
+    teacher's. Under torch.distributed the rows of every process are gathered (the student's with their
+    gradient), as for the contrastive loss; "align" needs no other process's rows.
 
     Example:
         >>> loss = similarity_distill_loss(model(features), teacher_vectors)
@@ -82,7 +83,7 @@ def similarity_distill_loss(student: torch.Tensor, teacher: torch.Tensor, mode: 
     if student.shape[0] != teacher.shape[0]:
         raise ValueError(f"{student.shape[0]} student rows but {teacher.shape[0]} teacher rows")
     student, teacher = student.float(), teacher.float().detach()
-    if mode == "align":  # per row: no other process's rows are needed
+    if mode == "align":
         if student.shape[1] != teacher.shape[1]:
             raise ValueError(f"'align' needs the teacher rotated into the student's {student.shape[1]} dimensions, "
                              f"got {teacher.shape[1]}")
