@@ -1,4 +1,5 @@
-"""Training step time with LoRA on every layer against LoRA on the top layers only (`--trainable-layers`).
+"""Training step time with LoRA on every layer against LoRA on the top layers only (`--trainable-layers`),
+and packed batches against padded ones (`--pack`).
 
     .venv/bin/python bench/train_step_speed.py [--layers 16] [--batch 64] [--length 48] [--steps 4] [--top 8,4]
 
@@ -6,6 +7,8 @@ One fwd+bwd+AdamW step of the distillation loss on STS-B test sentences (their t
 read), four per text, truncated to `--length` tokens, on SmolLM2-135M-Instruct cut to `--layers`, LoRA r=32 on
 all linear projections, fp32, this machine's threads. Each setting is warmed up with one step, then the
 best of `--steps` is kept. Prints each setting's seconds per step and its speed-up over "all layers".
+Then, with LoRA on the top `--top`'s first value: texts of one to four sentences (lengths vary, as a
+corpus's do), padded to the longest against packed side by side, and the speed-up of packing.
 """
 from __future__ import annotations
 
@@ -21,28 +24,29 @@ from llm2vec_plugins.training.losses import similarity_distill_loss
 from llm2vec_plugins.training.trainer import load_for_training
 
 
-def step_seconds(args, trainable: int | None, texts: list[str], teacher: torch.Tensor) -> float:
+def step_seconds(args, trainable: int | None, texts: list[str], teacher: torch.Tensor, pack: bool = False,
+                 full: bool = True) -> float:
     config = build_config("distill", model=args.model, data="unused", output_dir="unused",
                           teacher="unused", num_layers=str(args.layers), lora_r=32, lora_alpha=64,
                           lora_dropout=0.0, max_length=args.length, trainable_layers=trainable)
     parts = load_for_training(config)
     encoder = parts.encoder(config)
     features = tokenize_for_training(encoder, texts)
-    if features["input_ids"].shape[1] < args.length:
+    if full and features["input_ids"].shape[1] < args.length:
         raise SystemExit(f"texts fill only {features['input_ids'].shape[1]} of --length {args.length} tokens")
     params = [p for p in parts.peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     best = float("inf")
     for i in range(args.steps + 1):
         start = time.perf_counter()
-        loss = similarity_distill_loss(encoder(features), teacher)
+        loss = similarity_distill_loss(encoder(features, pack=pack), teacher)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if i:  # the first step is warm-up
             best = min(best, time.perf_counter() - start)
-    print(f"trainable layers {trainable or 'all':>4}: {sum(p.numel() for p in params) / 1e6:.2f}M trainable, "
-          f"{best:.2f} s/step", flush=True)
+    print(f"trainable layers {trainable or 'all':>4}{', packed' if pack else ''}: "
+          f"{sum(p.numel() for p in params) / 1e6:.2f}M trainable, {best:.2f} s/step", flush=True)
     return best
 
 
@@ -60,8 +64,14 @@ def main() -> None:
     teacher = torch.nn.functional.normalize(torch.randn(len(texts), 384, generator=torch.Generator().manual_seed(0)), dim=-1)
     print(f"{args.layers} layers, batch {len(texts)} x {args.length} tokens, {torch.get_num_threads()} threads")
     base = step_seconds(args, None, texts, teacher)
-    for top in [int(t) for t in args.top.split(",")]:
+    tops = [int(t) for t in args.top.split(",")]
+    for top in tops:
         print(f"  top {top}: {base / step_seconds(args, top, texts, teacher):.2f}x faster per step")
+    varied = [" ".join(sentences[4 * i:4 * i + 1 + i % 4]) for i in range(args.batch)]
+    print(f"texts of 1-4 sentences, top {tops[0]} layers:")
+    padded = step_seconds(args, tops[0], varied, teacher, full=False)
+    print(f"  packed: {padded / step_seconds(args, tops[0], varied, teacher, pack=True, full=False):.2f}x faster "
+          "per step than padded")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def assert_gradients_close(actual: dict[str, torch.Tensor], expected: dict[str, 
         assert_close_to_scale(actual[name], expected[name], msg=name)
 
 
-def trainer_gradients(model_dir, pairs, output_dir, rows: slice, chunk: int | None) -> dict[str, torch.Tensor]:
+def trainer_gradients(model_dir, pairs, output_dir, rows: slice, chunk: int | None,
+                      pack: bool = False) -> dict[str, torch.Tensor]:
     """LoRA gradients after one ContrastiveTrainer step on `rows` of `pairs` (DDP-wrapped when distributed)."""
     import torch.distributed as dist
 
@@ -51,7 +52,7 @@ def trainer_gradients(model_dir, pairs, output_dir, rows: slice, chunk: int | No
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)
     trainer = ContrastiveTrainer(model=encoder, args=training_arguments(config), train_dataset=examples,
-                                 parts=parts, settings=None, scale=50.0, grad_cache_chunk_size=chunk)
+                                 parts=parts, settings=None, scale=50.0, grad_cache_chunk_size=chunk, pack=pack)
     trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which is bypassed here
     model = trainer.accelerator.prepare_model(encoder) if dist.is_initialized() else encoder
     trainer.training_step(model, SupervisedCollator(encoder)(examples[rows]))
@@ -155,6 +156,33 @@ def test_supervised_with_gradient_cache_trains(tiny_llama_dir, pairs, tmp_path):
 def test_gradient_cache_gives_the_same_gradients_as_one_big_batch(tiny_llama_dir, pairs, tmp_path):
     whole = trainer_gradients(tiny_llama_dir, pairs, tmp_path, slice(0, 6), chunk=None)
     assert_gradients_close(trainer_gradients(tiny_llama_dir, pairs, tmp_path, slice(0, 6), chunk=2), whole)
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_packed_batches_give_the_padded_batches_gradients(tiny_llama_dir, tmp_path, chunk):
+    from llm2vec_plugins.batching import TokenBudgetBatcher
+
+    # Lengths that vary (as real text does), so that several texts really share a row.
+    rows = [{"query": f"which animal number {i}?", "positive": "a fox " * (1 + 3 * i),
+             "negative": f"plant {i} is a tree", "instruction": "Retrieve the answer:"} for i in range(6)]
+    path = tmp_path / "varied.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    encoder = LLM2Vec.from_pretrained(tiny_llama_dir)
+    texts = [r[k] for k in ("query", "positive", "negative") for r in rows]
+    lengths = [len(t) for t in encoder.input_tokenizer(texts)]
+    assert len(next(TokenBudgetBatcher(len(texts), None).packed_batches(lengths))) < len(texts) / 2
+    padded = trainer_gradients(tiny_llama_dir, path, tmp_path, slice(0, 6), chunk=chunk)
+    assert_gradients_close(trainer_gradients(tiny_llama_dir, path, tmp_path, slice(0, 6), chunk=chunk, pack=True),
+                           padded)
+
+
+def test_packing_a_stage_that_cannot_pack_is_a_clear_error(tiny_llama_dir, tiny_model_dirs, corpus, tmp_path):
+    with pytest.raises(ValueError, match="pack=True, but MNTP"):
+        train("mntp", model=str(tiny_llama_dir), data=str(corpus), output_dir=str(tmp_path / "m"), pack=True, **FAST)
+    # The tiny Mistral's sliding window (64) is narrower than texts of up to 200 tokens.
+    with pytest.raises(ValueError, match="pack=True, but 'mistral' .* cannot pack"):
+        train("simcse", model=str(tiny_model_dirs("mistral")), data=str(corpus), output_dir=str(tmp_path / "s"),
+              pack=True, **{**FAST, "max_length": 200})
 
 
 def test_gradient_tolerance_is_relative_to_the_gradient_scale():

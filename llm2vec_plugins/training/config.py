@@ -46,6 +46,10 @@ class TrainConfig:
     seed: int = _opt(42, "Random seed (data order, masking, dropout).")
     bf16: bool | None = _opt(None, "bfloat16 mixed precision; default: on where the GPU supports it, off on CPU.")
     gradient_checkpointing: bool = _opt(False, "Recompute activations in the backward pass (less memory, ~30% slower).")
+    pack: bool | None = _opt(None, "Contrastive and distillation stages: lay a batch's texts side by side in rows as "
+                                   "wide as its longest, each attending only to itself, instead of padding every "
+                                   "text to the longest (the same loss, the compute of the real tokens). Default: "
+                                   "where the model allows it (rotary positions, sdpa or eager attention).")
     pooling_mode: str = _opt("mean", "Pooling written to llm2vec_config.json and used by contrastive stages.")
     num_layers: str | None = _opt(None, "Layer pruning: keep the first N decoder layers (an integer), or let L3Prune "
                                         "choose from the initial loss of this stage per layer: l3prune-large (the "

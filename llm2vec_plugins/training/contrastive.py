@@ -62,7 +62,7 @@ class ContrastiveTrainer(EncoderTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         groups = inputs["groups"]
-        embeddings = model(concat_features(groups, self.parts.tokenizer.pad_token_id))
+        embeddings = self.embed(model, concat_features(groups, self.parts.tokenizer.pad_token_id))
         loss = self._loss_from_embeddings(embeddings, [g["input_ids"].shape[0] for g in groups])
         return (loss, {"embeddings": embeddings}) if return_outputs else loss
 
@@ -81,7 +81,7 @@ class ContrastiveTrainer(EncoderTrainer):
         with torch.no_grad():
             for start, stop in bounds:
                 states.append(_rng_state())
-                pieces.append(model(_rows(features, start, stop)))
+                pieces.append(self.embed(model, _rows(features, start, stop)))
         embeddings = torch.cat(pieces).detach().requires_grad_()
         with self.compute_loss_context_manager():
             loss = self._loss_from_embeddings(embeddings, [g["input_ids"].shape[0] for g in groups])
@@ -95,7 +95,7 @@ class ContrastiveTrainer(EncoderTrainer):
             last = index == len(bounds) - 1
             sync = contextlib.nullcontext() if last else self.accelerator.no_sync(model)
             with sync, _restored_rng(state):
-                piece = model(_rows(features, start, stop))
+                piece = self.embed(model, _rows(features, start, stop))
                 piece.backward(embeddings.grad[start:stop])
         return loss.detach()
 

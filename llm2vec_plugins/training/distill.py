@@ -115,7 +115,7 @@ class DistillTrainer(EncoderTrainer):
         self.distill_loss, self.scale, self.neighbours = distill_loss, scale, neighbours
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        embeddings = model(inputs["features"])
+        embeddings = self.embed(model, inputs["features"])
         loss = similarity_distill_loss(embeddings, inputs["teacher"], self.distill_loss, self.scale)
         return (loss, {"embeddings": embeddings}) if return_outputs else loss
 

@@ -140,10 +140,15 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
 class EncoderTrainer(Trainer):
     """Trainer whose checkpoints are encoder adapter folders (adapter + tokenizer + llm2vec_config.json)."""
 
-    def __init__(self, *args, parts: TrainedModel, settings: LLM2VecConfig, **kwargs) -> None:
+    def __init__(self, *args, parts: TrainedModel, settings: LLM2VecConfig, pack: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.parts = parts
         self.settings = settings
+        self.pack = pack
+
+    def embed(self, model: nn.Module, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The pooled embeddings of a tokenized batch, with autograd: padded, or packed (`config.pack`)."""
+        return model(features, pack=self.pack)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         if not self.args.should_save:
@@ -264,6 +269,18 @@ def _peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def _packing(config: TrainConfig, model: nn.Module) -> bool:
+    """Whether the stage packs its batches: packing is exact (`LLM2Vec.forward`) and saves the padding's
+    compute, so None packs wherever the model allows it. MNTP's loss is per token, not pooled: never."""
+    allowed = isinstance(model, LLM2Vec) and model.can_pack(config.max_length)
+    if config.pack and not allowed:
+        why = ("MNTP predicts tokens of padded rows" if not isinstance(model, LLM2Vec) else
+               f"{model.model.config.model_type!r} with attention {model.model.config._attn_implementation!r} "
+               "cannot pack texts (see LLM2Vec.can_pack)")
+        raise ValueError(f"pack=True, but {why}; pass pack=None or False")
+    return allowed if config.pack is None else config.pack
+
+
 def fit(trainer_class: type[EncoderTrainer], config: TrainConfig, model: nn.Module, parts: TrainedModel,
         dataset, collator, **trainer_kwargs) -> TrainResult:
     """Run the Trainer, then write the final adapter (in `config.save_dtype`) and a summary to output_dir."""
@@ -271,8 +288,9 @@ def fit(trainer_class: type[EncoderTrainer], config: TrainConfig, model: nn.Modu
     # The saved encoder settings are for inference: training's max_length is a truncation choice for
     # speed, not a limit the encoder should impose on its users.
     settings = LLM2VecConfig(pooling_mode=config.pooling_mode)
+    pack = _packing(config, model)
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                            parts=parts, settings=settings, **trainer_kwargs)
+                            parts=parts, settings=settings, pack=pack, **trainer_kwargs)
     if config.progress:
         trainer.remove_callback(ProgressCallback)
         samples = config.batch_size * config.gradient_accumulation_steps * args.world_size
