@@ -1,5 +1,5 @@
 """Training step time with LoRA on every layer against LoRA on the top layers only (`--trainable-layers`),
-and packed batches against padded ones (`--pack`).
+and packed batches against padded ones (training's `--pack`).
 
     .venv/bin/python bench/train_step_speed.py [--layers 16] [--batch 64] [--length 48] [--steps 4] [--top 8,4]
 

@@ -209,28 +209,29 @@ class LLM2Vec(nn.Module):
         """
         if not pack:
             return self._embed(self.model, features)
-        mask = features["attention_mask"].bool()
-        lengths = mask.sum(1).tolist()
-        weights = pooling_weights(features["embed_mask"], features["attention_mask"], self.pooling_mode).detach().cpu()
-        ids, mask = features["input_ids"].cpu(), mask.cpu()
-        # Positions come from the attention mask (pad may equal EOS), so either padding side works.
-        sequences = [ids[i][mask[i]].numpy() for i in range(len(lengths))]
-        token_weights = [weights[i][mask[i]].numpy() for i in range(len(lengths))]
+        lengths = features["attention_mask"].sum(1).tolist()
         rows = next(TokenBudgetBatcher(batch_size=len(lengths), max_batch_tokens=None).packed_batches(lengths))
-        order = [i for row in rows for i in row]
-        vectors = self._embed_packed(self.model, [sequences[i] for i in order], [token_weights[i] for i in order],
-                                     [len(r) for r in rows], features["input_ids"].device)
-        return vectors[torch.argsort(torch.tensor(order, device=vectors.device))]
+        order = torch.tensor([i for row in rows for i in row], device=features["input_ids"].device)
+        vectors = self._embed_packed(self.model, {k: v[order] for k, v in features.items()}, [len(r) for r in rows],
+                                     features["input_ids"].device)
+        return vectors[torch.argsort(order)]
 
     def _embed(self, model: nn.Module, features: dict[str, torch.Tensor]) -> torch.Tensor:
         out = model(input_ids=features["input_ids"], attention_mask=features["attention_mask"], use_cache=False)
         return pool(out.last_hidden_state, features["embed_mask"], features["attention_mask"], self.pooling_mode)
 
-    def _embed_packed(self, model: nn.Module, sequences: list[np.ndarray], weights: list[np.ndarray],
-                      row_sizes: list[int], device: torch.device) -> torch.Tensor:
-        """Pooled embeddings of token id `sequences` (each with its tokens' pooling `weights`), laid out in
-        order `row_sizes[r]` texts to row r (see `pack_batch`)."""
-        batch = pack_batch(sequences, weights, row_sizes, self.tokenizer.pad_token_id)
+    def _embed_packed(self, model: nn.Module, features: dict[str, torch.Tensor], row_sizes: list[int],
+                      device: torch.device) -> torch.Tensor:
+        """Pooled embeddings of a padded batch's texts, laid out in order `row_sizes[r]` texts to row r
+        (see `pack_batch`)."""
+        # The padded layout's weights, moved by token: one pooling rule for both layouts. Positions come
+        # from the attention mask (pad may equal EOS), so either padding side works.
+        mask = features["attention_mask"].bool().cpu()
+        weights = pooling_weights(features["embed_mask"], features["attention_mask"], self.pooling_mode).detach().cpu()
+        ids = features["input_ids"].cpu()
+        batch = pack_batch([ids[i][mask[i]].numpy() for i in range(len(ids))],
+                           [weights[i][mask[i]].numpy() for i in range(len(ids))], row_sizes,
+                           self.tokenizer.pad_token_id)
         segments = batch["segments"].to(device)
         # Block-diagonal: each text attends to itself and nothing else (padding only to padding, so no
         # row of the mask is empty). A 4D mask reaches the kernels as given, bypassing is_causal.
@@ -245,7 +246,7 @@ class LLM2Vec(nn.Module):
         hidden = out.last_hidden_state.float().flatten(0, 1)
         segments, token_weights = segments.flatten(), batch["weights"].to(device).flatten()
         real = segments >= 0
-        pooled = torch.zeros(len(sequences), hidden.shape[-1], device=device)
+        pooled = torch.zeros(len(ids), hidden.shape[-1], device=device)
         return pooled.index_add(0, segments[real], hidden[real] * token_weights[real, None])
 
     def can_pack(self, width: int | None = None) -> bool:
@@ -340,18 +341,11 @@ class LLM2Vec(nn.Module):
             with torch.inference_mode():
                 for rows in share:
                     index = [i for row in rows for i in row]
+                    batch = pad_batch([items[i].input_ids for i in index], [items[i].embed_mask for i in index],
+                                      self.tokenizer.pad_token_id)
                     if pack:
-                        chosen = [items[i] for i in index]
-                        sequences = [t.input_ids for t in chosen]
-                        padded = pad_batch(sequences, [t.embed_mask for t in chosen], self.tokenizer.pad_token_id)
-                        # The padded layout's weights, moved by token: one pooling rule for both layouts.
-                        weights = pooling_weights(padded["embed_mask"], padded["attention_mask"], self.pooling_mode)
-                        vectors = self._embed_packed(model, sequences, [w[: len(s)].numpy() for w, s in
-                                                                        zip(weights, sequences)],
-                                                     [len(r) for r in rows], device)
+                        vectors = self._embed_packed(model, batch, [len(r) for r in rows], device)
                     else:
-                        batch = pad_batch([items[i].input_ids for i in index], [items[i].embed_mask for i in index],
-                                          self.tokenizer.pad_token_id)
                         vectors = self._embed(model, {k: v.to(device) for k, v in batch.items()})
                     out[torch.tensor(index)] = vectors.float().cpu()
                     if progress is not None:
