@@ -10,6 +10,7 @@ import torch
 
 from llm2vec_plugins import LLM2Vec
 from llm2vec_plugins.training import train
+from llm2vec_plugins.training.config import build_config
 from llm2vec_plugins.training.distill import NeighbourBatchSampler
 from llm2vec_plugins.training.losses import rotate_into, similarity_distill_loss
 from llm2vec_plugins.training.teacher import Teacher, load_teacher, teacher_embeddings
@@ -40,6 +41,13 @@ def test_loss_is_zero_for_the_teachers_geometry_in_another_dimension(mode):
     student = torch.cat([teacher, torch.zeros(16, 4)], dim=1) @ rotation * 3.0  # other dim, rotated, scaled
     assert similarity_distill_loss(student, teacher, mode) < 1e-6
     assert similarity_distill_loss(torch.randn(16, 12), teacher, mode) > 1e-2
+
+
+def test_an_unknown_loss_name_is_a_clear_error_before_and_after_torch_loads():
+    with pytest.raises(ValueError, match="distill_loss must be one of mse, kl, align, got 'cosine'"):
+        build_config("distill", model="m", data="d", output_dir="o", teacher="t", distill_loss="cosine")
+    with pytest.raises(ValueError, match="unknown distillation loss 'cosine'; choose one of mse, kl, align"):
+        similarity_distill_loss(torch.randn(4, 8), torch.randn(4, 8), "cosine")
 
 
 def test_rotation_carries_the_teacher_onto_a_rotated_student_and_keeps_its_cosines():

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 Stage = Literal["mntp", "simcse", "supervised", "distill"]
 PRUNE_CHOICES = ("l3prune-large", "l3prune-small")
+DISTILL_LOSSES = ("mse", "kl", "align")  # similarity_distill_loss's modes, kept here so the CLI checks them without torch
 
 
 def _opt(default: Any, help: str) -> Any:  # noqa: A002 - "help" is the CLI's word for it
@@ -214,8 +215,8 @@ def validate(config: TrainConfig) -> None:
     if isinstance(config, DistillConfig):
         if not config.teacher:
             raise ValueError("teacher is required")
-        if config.distill_loss not in ("mse", "kl", "align"):
-            raise ValueError(f"distill_loss must be 'mse', 'kl' or 'align', got {config.distill_loss!r}")
+        if config.distill_loss not in DISTILL_LOSSES:
+            raise ValueError(f"distill_loss must be one of {', '.join(DISTILL_LOSSES)}, got {config.distill_loss!r}")
         if config.neighbours < 0 or config.teacher_batch_size < 1:
             raise ValueError("neighbours must be >= 0 and teacher_batch_size >= 1")
         if not 0 <= config.instruction_probability <= 1:

@@ -5,6 +5,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from llm2vec_plugins.training.config import DISTILL_LOSSES
+
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -100,7 +102,7 @@ def similarity_distill_loss(student: torch.Tensor, teacher: torch.Tensor, mode: 
         log_s = F.log_softmax((s * scale).masked_fill(~off, fill), dim=-1)
         log_t = F.log_softmax((t * scale).masked_fill(~off, fill), dim=-1)
         return (log_t.exp() * (log_t - log_s)).masked_fill(~off, 0).sum(-1).mean()
-    raise ValueError(f"unknown distillation loss {mode!r}; choose 'mse', 'kl' or 'align'")
+    raise ValueError(f"unknown distillation loss {mode!r}; choose one of {', '.join(DISTILL_LOSSES)}")
 
 
 def rotate_into(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
