@@ -43,7 +43,7 @@ def test_loss_is_zero_for_the_teachers_geometry_in_another_dimension(mode):
     assert similarity_distill_loss(torch.randn(16, 12), teacher, mode) > 1e-2
 
 
-def test_an_unknown_loss_name_is_a_clear_error_before_and_after_torch_loads():
+def test_an_unknown_loss_name_is_a_clear_error_in_the_settings_and_in_the_loss():
     with pytest.raises(ValueError, match="distill_loss must be one of mse, kl, align, got 'cosine'"):
         build_config("distill", model="m", data="d", output_dir="o", teacher="t", distill_loss="cosine")
     with pytest.raises(ValueError, match="unknown distillation loss 'cosine'; choose one of mse, kl, align"):
