@@ -12,7 +12,7 @@ from llm2vec_plugins import LLM2Vec
 from llm2vec_plugins.training import train
 from llm2vec_plugins.training.config import build_config
 from llm2vec_plugins.training.distill import NeighbourBatchSampler
-from llm2vec_plugins.training.losses import rotate_into, similarity_distill_loss
+from llm2vec_plugins.training.losses import principal_map, rotate_into, similarity_distill_loss
 from llm2vec_plugins.training.teacher import Teacher, load_teacher, teacher_embeddings
 from tests.tiny_models import build_tiny_model, build_tiny_sentence_transformer
 
@@ -65,6 +65,22 @@ def test_rotation_carries_the_teacher_onto_a_rotated_student_and_keeps_its_cosin
         rotate_into(torch.randn(64, 16), torch.randn(64, 12))
     with pytest.raises(ValueError, match="rotated into"):
         similarity_distill_loss(torch.randn(4, 12), torch.randn(4, 8), "align")
+
+
+def test_principal_map_keeps_the_cosines_of_a_teacher_that_spans_few_directions():
+    torch.manual_seed(0)
+    frame, _ = torch.linalg.qr(torch.randn(16, 16))
+    teacher = torch.nn.functional.normalize(torch.randn(64, 6) @ frame[:6], dim=-1)  # 16-d rows in 6 directions
+    basis, kept = principal_map(teacher, 8)
+    narrow = teacher @ basis
+    assert basis.shape == (16, 8) and torch.allclose(basis.T @ basis, torch.eye(8), atol=1e-5)
+    assert kept == pytest.approx(1.0) and torch.allclose(narrow @ narrow.T, teacher @ teacher.T, atol=1e-5)
+    wide = torch.nn.functional.normalize(torch.randn(256, 16), dim=-1)  # full rank: some length must go
+    basis, kept = principal_map(wide, 4)
+    assert kept == pytest.approx((wide @ basis).pow(2).sum(-1).mean().item(), rel=1e-4)
+    assert kept > (wide @ frame[:, :4]).pow(2).sum(-1).mean().item()  # beats another 4-d basis
+    with pytest.raises(ValueError, match="cannot keep 17 of 16"):
+        principal_map(wide, 17)
 
 
 def test_neighbour_batches_group_the_teachers_clusters_and_use_each_text_once():
@@ -131,6 +147,19 @@ def test_distill_stage_moves_the_student_towards_the_teachers_similarities(tiny_
     after = _mse_to_teacher(trained.encode(SENTENCES), teacher)
     assert after < 0.5 * before, (before, after)
     assert (tmp_path / "out" / "teacher").is_dir()
+
+
+def test_align_projects_a_teacher_wider_than_the_student(tiny_tokenizer_dir, corpus, tmp_path, capfd):
+    wide = build_tiny_sentence_transformer(tmp_path / "wide", tiny_tokenizer_dir, hidden=48)  # student: 32-d
+    student = build_tiny_model("llama", tmp_path / "student", tiny_tokenizer_dir, layers=2)
+    teacher = load_teacher(str(wide)).encode(SENTENCES, 16)
+    before = _mse_to_teacher(LLM2Vec.from_pretrained(student, device="cpu").encode(SENTENCES), teacher)
+    train("distill", model=str(student), data=str(corpus), teacher=str(wide), output_dir=str(tmp_path / "out"),
+          max_steps=40, batch_size=12, learning_rate=3e-3, distill_loss="align", lora_r=8, lora_alpha=16,
+          progress=False, save_steps=1000)
+    assert "the 48-dimensional teacher projected onto its 32 principal directions" in capfd.readouterr().err
+    after = _mse_to_teacher(LLM2Vec.from_pretrained(tmp_path / "out", device="cpu").encode(SENTENCES), teacher)
+    assert after < 0.5 * before, (before, after)
 
 
 def test_l3prune_chooses_the_depth_before_training(tiny_tokenizer_dir, st_teacher, corpus, tmp_path, capfd):

@@ -66,15 +66,16 @@ def build_tiny_model(arch: str, path: Path, tokenizer_dir: Path, layers: int = 2
     return path
 
 
-def build_tiny_sentence_transformer(path: Path, tokenizer_dir: Path) -> Path:
-    """Save a tiny random BERT + mean pooling + normalisation as a sentence-transformers folder (a teacher)."""
+def build_tiny_sentence_transformer(path: Path, tokenizer_dir: Path, hidden: int = 24) -> Path:
+    """Save a tiny random BERT (`hidden` wide) + mean pooling + normalisation as a sentence-transformers folder
+    (a teacher)."""
     from sentence_transformers import SentenceTransformer, models
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(1)
     bert_dir = path.parent / f"{path.name}-bert"
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=24, intermediate_size=48, num_hidden_layers=2,
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
                          num_attention_heads=4, max_position_embeddings=256)).save_pretrained(bert_dir)
     tokenizer.save_pretrained(bert_dir)
     transformer = models.Transformer(str(bert_dir), max_seq_length=64)

@@ -111,7 +111,7 @@ class DistillConfig(TrainConfig):
                                     "between their row-wise softmax at temperature 1/scale; 'align': the teacher's vectors are "
                                     "rotated into the student's space (orthogonal Procrustes against the untrained student, "
                                     "all their cosines kept) and each text's student vector is trained towards its own "
-                                    "(cosine): needs teacher dim <= student dim.")
+                                    "(cosine); a wider teacher is first projected onto its principal directions.")
     scale: float = _opt(20.0, "For distill_loss=kl: similarities are multiplied by this before the softmax.")
     neighbours: int = _opt(3, "Each batch is built of seeds plus this many nearest neighbours of each (teacher "
                               "cosine), so that batches hold similar texts as well as unrelated ones (0: random batches).")

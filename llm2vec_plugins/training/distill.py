@@ -10,6 +10,7 @@ batches of a broad corpus hold almost only unrelated pairs, whose similarities s
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from llm2vec_plugins.loading import check_model
 from llm2vec_plugins.training.config import PRUNE_CHOICES, DistillConfig, build_config
 from llm2vec_plugins.training.contrastive import tokenize_for_training
 from llm2vec_plugins.training.data import print_report, read_texts
-from llm2vec_plugins.training.losses import rotate_into, similarity_distill_loss
+from llm2vec_plugins.training.losses import principal_map, rotate_into, similarity_distill_loss
 from llm2vec_plugins.training.teacher import load_teacher, teacher_embeddings
 from llm2vec_plugins.training.trainer import EncoderTrainer, TrainResult, fit, load_for_training, prune_by_initial_loss
 
@@ -129,12 +130,19 @@ ROTATION_SAMPLE = 2048  # texts the Procrustes map is fitted on: several per stu
 
 def rotate_teacher(encoder: LLM2Vec, texts: list[str], vectors: np.ndarray, seed: int = 0) -> np.ndarray:
     """The teacher's vectors carried into the student's space by the rotation that best fits the student
-    as it is now (`rotate_into`, on a seeded sample of the texts), so "align" asks the least change of it.
+    as it is now (`rotate_into`, on a seeded sample of the texts), so "align" asks the least change of it;
+    a teacher wider than the student is first projected onto its principal directions (`principal_map`).
     Called before any training step and before a checkpoint is loaded, it gives the same map on resume."""
     sample = np.random.default_rng(seed).permutation(len(texts))[:ROTATION_SAMPLE]
     student = encoder.encode([texts[i] for i in sample], batch_size=64, convert_to_tensor=True)
-    rotation = rotate_into(torch.from_numpy(vectors[sample]), student)  # encode gives float32 on the CPU
-    return vectors @ rotation.numpy()
+    teacher = torch.from_numpy(vectors).float()
+    if teacher.shape[1] > student.shape[1]:  # e.g. a 768-d teacher for a 576-d student, or a 7B LLM2Vec one
+        basis, kept = principal_map(teacher, student.shape[1])
+        print(f"[llm2vec train] 'align': the {teacher.shape[1]}-dimensional teacher projected onto its "
+              f"{student.shape[1]} principal directions ({kept:.1%} of its squared cosine-norm kept)", file=sys.stderr)
+        teacher = teacher @ basis
+    rotation = rotate_into(teacher[sample], student.float())
+    return (teacher @ rotation).numpy()
 
 
 def train_distill(config: DistillConfig | None = None, **options) -> TrainResult:

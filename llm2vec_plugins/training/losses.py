@@ -109,7 +109,7 @@ def rotate_into(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
     """The orthogonal map (teacher_dim, student_dim), rows orthonormal, that best carries the teacher's
     unit rows onto the student's (orthogonal Procrustes): `teacher @ map` keeps every teacher cosine and
     lies as close as a rotation can to where the student already puts those texts. Needs
-    teacher_dim <= student_dim.
+    teacher_dim <= student_dim (a wider teacher goes through `principal_map` first).
 
     Example:
         >>> targets = teacher_vectors @ rotate_into(teacher_sample, student_sample)   # (n, student_dim)
@@ -118,7 +118,24 @@ def rotate_into(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{teacher.shape[0]} teacher rows but {student.shape[0]} student rows")
     if teacher.shape[1] > student.shape[1]:
         raise ValueError(f"a {teacher.shape[1]}-dimensional teacher does not fit into a {student.shape[1]}-dimensional "
-                         "student without losing cosines; use distill_loss 'mse' or 'kl'")
+                         "student without losing cosines; project it first (principal_map)")
     cross = F.normalize(teacher.double(), dim=-1).T @ F.normalize(student.double(), dim=-1)
     u, _, vh = torch.linalg.svd(cross, full_matrices=False)
     return (u @ vh).float()
+
+
+def principal_map(vectors: torch.Tensor, dim: int) -> tuple[torch.Tensor, float]:
+    """The orthonormal map (vectors_dim, dim) onto the `dim` directions that hold most of the unit rows'
+    squared length, and the share of it they hold: uncentred PCA, since cosines (not variances around a
+    mean) are what a narrower space must keep of a wider teacher's. That share is the fraction of every
+    squared cosine-norm kept; 1.0 when the rows span at most `dim` directions.
+
+    Example:
+        >>> basis, kept = principal_map(teacher_vectors, 576)   # a 768-d teacher for a 576-d student
+        >>> narrow = teacher_vectors @ basis
+    """
+    if not 0 < dim <= vectors.shape[1]:
+        raise ValueError(f"cannot keep {dim} of {vectors.shape[1]} dimensions")
+    unit = F.normalize(vectors.float(), dim=-1)
+    values, directions = torch.linalg.eigh((unit.T @ unit).double())  # ascending eigenvalues
+    return directions[:, -dim:].flip(-1).float(), float(values[-dim:].sum() / values.sum())
