@@ -14,6 +14,7 @@ from llm2vec_plugins.training import build_config, train
 from llm2vec_plugins.training.data import E5_EMBEDDING_PROMPTS, DataError, read_pairs, read_texts
 from llm2vec_plugins.training.mntp import MNTPCollator, MNTPModel, resolve_mask_token
 from llm2vec_plugins.training.supervised import SourceBatchSampler, SupervisedCollator
+from llm2vec_plugins.training.trainer import EncoderTrainer
 from tests.tiny_models import CORPUS
 
 FAST = dict(max_steps=3, batch_size=4, max_length=32, logging_steps=1, save_steps=100, progress=False)
@@ -346,6 +347,28 @@ def test_resume_continues_at_the_saved_step(tiny_llama_dir, corpus, tmp_path):
     steps = [h["step"] for h in result.log_history if "loss" in h]
     assert result.global_step == 4 and steps[-2:] == [3, 4]
     assert min(s for s in steps if s > 2) == 3  # nothing before the checkpoint was trained again
+
+
+@pytest.mark.parametrize("stage", ["mntp", "simcse"])
+def test_a_run_resumed_after_a_crash_trains_as_the_unbroken_one(tiny_llama_dir, corpus, tmp_path, monkeypatch, stage):
+    common = dict(model=str(tiny_llama_dir), data=str(corpus), batch_size=4, max_length=32, logging_steps=1,
+                  save_steps=2, max_steps=6, progress=False, learning_rate=1e-3, lora_dropout=0.1)
+    whole = train(stage, output_dir=str(tmp_path / "whole"), **common)
+    step = EncoderTrainer.training_step
+
+    def crash_after_the_checkpoint(self, *args, **kwargs):
+        if self.state.global_step == 3:  # checkpoint-2 is on disk, step 3 is done and lost
+            raise RuntimeError("killed")
+        return step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EncoderTrainer, "training_step", crash_after_the_checkpoint)
+        with pytest.raises(RuntimeError, match="killed"):
+            train(stage, output_dir=str(tmp_path / "broken"), **common)
+    resumed = train(stage, output_dir=str(tmp_path / "broken"), resume="latest", **common)
+    losses = [[h["loss"] for h in r.log_history if "loss" in h and h["step"] > 2] for r in (whole, resumed)]
+    assert len(losses[1]) == 4 and np.allclose(losses[0], losses[1], rtol=1e-5), losses
+    assert np.allclose(embeddings(tmp_path / "whole"), embeddings(tmp_path / "broken"), rtol=1e-4, atol=1e-6)
 
 
 def test_bad_rows_are_counted_and_skipped(tmp_path):

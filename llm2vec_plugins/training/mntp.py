@@ -5,6 +5,8 @@ Logits are computed only at the masked positions, so a 262k-vocabulary model nev
 """
 from __future__ import annotations
 
+import zlib
+
 from dataclasses import dataclass
 
 import torch
@@ -53,25 +55,29 @@ class MNTPCollator:
     mask_token_id: int
     mask_probability: float = 0.2
     strategy: str = "bert"  # "bert": 80% mask / 10% random / 10% kept; "all_mask": always the mask token
+    seed: int = 0
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True,
                                return_tensors="pt", return_special_tokens_mask=True)
+        # The masks follow from the batch's texts, not from the global RNG: the dataloader collates ahead
+        # of the step, so on resume the RNG would not be where the unbroken run had it.
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32("\x1f".join(texts).encode()))
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         candidates = attention_mask.bool() & ~batch["special_tokens_mask"].bool()
         candidates[:, 0] = False
-        masked = (torch.rand(input_ids.shape) < self.mask_probability) & candidates
+        masked = (torch.rand(input_ids.shape, generator=generator) < self.mask_probability) & candidates
         if not masked.any() and candidates.any():  # a batch with no target has no loss to learn from
-            masked.view(-1)[candidates.view(-1).nonzero()[torch.randint(int(candidates.sum()), (1,))]] = True
+            masked.view(-1)[candidates.view(-1).nonzero()[torch.randint(int(candidates.sum()), (1,), generator=generator)]] = True
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
         input_ids = input_ids.clone()
         if self.strategy == "all_mask":
             input_ids[masked] = self.mask_token_id
         else:
-            draw = torch.rand(input_ids.shape)
+            draw = torch.rand(input_ids.shape, generator=generator)
             input_ids[masked & (draw < 0.8)] = self.mask_token_id
             random = masked & (draw >= 0.8) & (draw < 0.9)
-            input_ids[random] = torch.randint(len(self.tokenizer), (int(random.sum()),))
+            input_ids[random] = torch.randint(len(self.tokenizer), (int(random.sum()),), generator=generator)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -107,5 +113,5 @@ def train_mntp(config: MNTPConfig | None = None, **options) -> TrainResult:
     parts = load_for_training(config, with_lm_head=True)
     model = MNTPModel(parts.peft_model, parts.causal_lm.get_output_embeddings())
     collator = MNTPCollator(parts.tokenizer, config.max_length, resolve_mask_token(parts.tokenizer, config.mask_token),
-                            config.mask_probability, config.mask_strategy)
+                            config.mask_probability, config.mask_strategy, config.seed)
     return fit(EncoderTrainer, config, model, parts, texts, collator)
