@@ -15,7 +15,7 @@ from llm2vec_plugins.training.data import E5_EMBEDDING_PROMPTS, DataError, read_
 from llm2vec_plugins.training.mntp import MNTPCollator, MNTPModel, resolve_mask_token
 from llm2vec_plugins.training.supervised import SourceBatchSampler, SupervisedCollator
 from llm2vec_plugins.training.trainer import EncoderTrainer
-from tests.tiny_models import CORPUS
+from tests.tiny_models import CORPUS, build_tiny_sentence_transformer
 
 FAST = dict(max_steps=3, batch_size=4, max_length=32, logging_steps=1, save_steps=100, progress=False)
 # The reference's E5Data marks where the pooled text starts with this string (E5Data.separator).
@@ -349,10 +349,14 @@ def test_resume_continues_at_the_saved_step(tiny_llama_dir, corpus, tmp_path):
     assert min(s for s in steps if s > 2) == 3  # nothing before the checkpoint was trained again
 
 
-@pytest.mark.parametrize("stage", ["mntp", "simcse"])
-def test_a_run_resumed_after_a_crash_trains_as_the_unbroken_one(tiny_llama_dir, corpus, tmp_path, monkeypatch, stage):
+@pytest.mark.parametrize("stage", ["mntp", "simcse", "distill"])
+def test_a_run_resumed_after_a_crash_trains_as_the_unbroken_one(tiny_llama_dir, tiny_tokenizer_dir, corpus, tmp_path,
+                                                                monkeypatch, stage):
     common = dict(model=str(tiny_llama_dir), data=str(corpus), batch_size=4, max_length=32, logging_steps=1,
                   save_steps=2, max_steps=6, progress=False, learning_rate=1e-3, lora_dropout=0.1)
+    if stage == "distill":  # the rotated teacher and the drawn instructions must come back the same too
+        teacher = build_tiny_sentence_transformer(tmp_path / "teacher", tiny_tokenizer_dir)
+        common |= dict(teacher=str(teacher), distill_loss="align", instructions="Retrieve:", instruction_probability=0.5)
     whole = train(stage, output_dir=str(tmp_path / "whole"), **common)
     step = EncoderTrainer.training_step
 
