@@ -354,6 +354,8 @@ def test_a_run_resumed_after_a_crash_trains_as_the_unbroken_one(tiny_llama_dir, 
                                                                 monkeypatch, stage):
     common = dict(model=str(tiny_llama_dir), data=str(corpus), batch_size=4, max_length=32, logging_steps=1,
                   save_steps=2, max_steps=6, progress=False, learning_rate=1e-3, lora_dropout=0.1)
+    if stage == "simcse":  # several micro-batches per step: the restored RNG must line up with them too
+        common |= dict(batch_size=2, gradient_accumulation_steps=2)
     if stage == "distill":  # the rotated teacher and the drawn instructions must come back the same too
         teacher = build_tiny_sentence_transformer(tmp_path / "teacher", tiny_tokenizer_dir)
         common |= dict(teacher=str(teacher), distill_loss="align", instructions="Retrieve:", instruction_probability=0.5)

@@ -140,7 +140,7 @@ def rotate_teacher(encoder: LLM2Vec, texts: list[str], vectors: np.ndarray, seed
         basis, kept = principal_map(teacher, student.shape[1])
         print(f"[llm2vec train] 'align': the {teacher.shape[1]}-dimensional teacher projected onto its "
               f"{student.shape[1]} principal directions ({kept:.1%} of its squared cosine-norm kept)", file=sys.stderr)
-        teacher = teacher @ basis
+        teacher = torch.nn.functional.normalize(teacher @ basis, dim=-1)  # unit rows: the batches' neighbours
     rotation = rotate_into(teacher[sample], student.float())
     return (teacher @ rotation).numpy()
 

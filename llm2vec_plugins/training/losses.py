@@ -136,6 +136,6 @@ def principal_map(vectors: torch.Tensor, dim: int) -> tuple[torch.Tensor, float]
     """
     if not 0 < dim <= vectors.shape[1]:
         raise ValueError(f"cannot keep {dim} of {vectors.shape[1]} dimensions")
-    unit = F.normalize(vectors.float(), dim=-1)
-    values, directions = torch.linalg.eigh((unit.T @ unit).double())  # ascending eigenvalues
+    unit = F.normalize(vectors.double(), dim=-1)
+    values, directions = torch.linalg.eigh(unit.T @ unit)  # ascending eigenvalues
     return directions[:, -dim:].flip(-1).float(), float(values[-dim:].sum() / values.sum())

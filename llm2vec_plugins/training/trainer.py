@@ -147,16 +147,6 @@ class EncoderTrainer(Trainer):
         self.settings = settings
         self.pack = pack
 
-    def training_step(self, model: nn.Module, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
-        # Dropout draws from the global RNG. Seeded here from (seed, step, micro-batch, process) instead of
-        # carrying its history, a run resumed from a checkpoint trains exactly as the unbroken run did: the
-        # restored RNG state is taken after the dataloader has already drawn ahead, so it does not line up.
-        micro = self._micro + 1 if getattr(self, "_micro_step", None) == self.state.global_step else 0
-        self._micro_step, self._micro = self.state.global_step, micro
-        step_seed = ((self.args.seed * 1_000_003 + self.state.global_step) * 64 + micro) * 1024
-        torch.manual_seed(step_seed + self.args.process_index)
-        return super().training_step(model, inputs, num_items_in_batch)
-
     def embed(self, model: nn.Module, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """The pooled embeddings of a tokenized batch, with autograd: padded, or packed (`config.pack`)."""
         return model(features, pack=self.pack)
