@@ -358,7 +358,8 @@ def test_a_run_resumed_after_a_crash_trains_as_the_unbroken_one(tiny_llama_dir, 
         common |= dict(batch_size=2, gradient_accumulation_steps=2)
     if stage == "distill":  # the rotated teacher and the drawn instructions must come back the same too
         teacher = build_tiny_sentence_transformer(tmp_path / "teacher", tiny_tokenizer_dir)
-        common |= dict(teacher=str(teacher), distill_loss="align", instructions="Retrieve:", instruction_probability=0.5)
+        common |= dict(teacher=str(teacher), distill_loss="align", instructions="Retrieve:",
+                       instruction_probability=0.5)
     whole = train(stage, output_dir=str(tmp_path / "whole"), **common)
     step = EncoderTrainer.training_step
 

@@ -75,8 +75,9 @@ def build_tiny_sentence_transformer(path: Path, tokenizer_dir: Path, hidden: int
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(1)
     bert_dir = path.parent / f"{path.name}-bert"
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=256)).save_pretrained(bert_dir)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=2, num_attention_heads=4,
+                         max_position_embeddings=256)).save_pretrained(bert_dir)
     tokenizer.save_pretrained(bert_dir)
     transformer = models.Transformer(str(bert_dir), max_seq_length=64)
     pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")

@@ -6,7 +6,6 @@ Logits are computed only at the masked positions, so a 262k-vocabulary model nev
 from __future__ import annotations
 
 import zlib
-
 from dataclasses import dataclass
 
 import torch
@@ -68,7 +67,8 @@ class MNTPCollator:
         candidates[:, 0] = False
         masked = (torch.rand(input_ids.shape, generator=generator) < self.mask_probability) & candidates
         if not masked.any() and candidates.any():  # a batch with no target has no loss to learn from
-            masked.view(-1)[candidates.view(-1).nonzero()[torch.randint(int(candidates.sum()), (1,), generator=generator)]] = True
+            pick = torch.randint(int(candidates.sum()), (1,), generator=generator)
+            masked.view(-1)[candidates.view(-1).nonzero()[pick]] = True
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
         input_ids = input_ids.clone()
         if self.strategy == "all_mask":
