@@ -22,7 +22,7 @@ mkdir -p "$WORK"
 EVAL=${STSB_DEV:+--eval-sts "$STSB_DEV" --eval-max-pairs 1500}
 # bfloat16 mixed precision for the long distillation stage where this CPU (or GPU) computes in bfloat16 at least
 # twice as fast as in float32: measured, since the flags do not tell (two avx512_bf16 EPYCs ran 0.56x and 4.4x;
-# a distillation step there went 5.0 -> 2.5 s). The default step count follows: 2,000 steps with bfloat16, 900
+# a distillation step there went 4.4 -> 2.3 s). The default step count follows: 2,000 steps with bfloat16, 900
 # without, to keep the recipe within 150 minutes on a 2-core machine either way.
 BF16=${BF16:-$($PY -c 'import torch; from llm2vec_plugins.training.trainer import cpu_bf16_speedup
 print("--bf16" if torch.cuda.is_available() or cpu_bf16_speedup() >= 2 else "--no-bf16")')}

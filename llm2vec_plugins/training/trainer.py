@@ -141,8 +141,8 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
 def cpu_bf16_speedup(rows: int = 1024, repeats: int = 20) -> float:
     """How many times faster this CPU multiplies bfloat16 matrices than float32 ones, measured now.
 
-    The CPU flags do not tell: two AMD EPYCs, both with avx512_bf16, ran a 1024x576x1536 matmul 0.56x
-    and 4.4x as fast in bfloat16 (a distillation step 5.0 -> 2.5 s on the second), so `--bf16` on a
+    The CPU flags do not tell: two AMD EPYCs, both with avx512_bf16, ran SmolLM2-sized matmuls 0.56x
+    and 4.4x as fast in bfloat16 (a distillation step 4.4 -> 2.3 s on the second), so `--bf16` on a
     CPU is decided by measuring. Takes about a second.
 
     Example:
