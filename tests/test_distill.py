@@ -149,27 +149,6 @@ def test_distill_stage_moves_the_student_towards_the_teachers_similarities(tiny_
     assert (tmp_path / "out" / "teacher").is_dir()
 
 
-def test_similarity_weight_trains_the_pair_cosines_beyond_align_alone(tiny_tokenizer_dir, st_teacher, corpus, tmp_path):
-    student = build_tiny_model("llama", tmp_path / "student", tiny_tokenizer_dir, layers=2)
-    teacher = load_teacher(str(st_teacher)).encode(SENTENCES, 16)
-    errors = {}
-    for weight in (0.0, 20.0):
-        out = tmp_path / f"w{weight}"
-        train("distill", model=str(student), data=str(corpus), teacher=str(st_teacher), output_dir=str(out),
-              max_steps=20, batch_size=12, learning_rate=3e-3, distill_loss="align", similarity_weight=weight,
-              lora_r=8, lora_alpha=16, progress=False, save_steps=1000)
-        errors[weight] = _mse_to_teacher(LLM2Vec.from_pretrained(out, device="cpu").encode(SENTENCES), teacher)
-    assert errors[20.0] < 0.8 * errors[0.0], errors
-
-
-def test_similarity_weight_is_checked():
-    with pytest.raises(ValueError, match="similarity_weight .* adds to distill_loss='align' only, not 'mse'"):
-        build_config("distill", model="m", data="d", output_dir="o", teacher="t", similarity_weight=1.0)
-    with pytest.raises(ValueError, match="must be >= 0"):
-        build_config("distill", model="m", data="d", output_dir="o", teacher="t", distill_loss="align",
-                     similarity_weight=-1.0)
-
-
 def test_align_projects_a_teacher_wider_than_the_student(tiny_tokenizer_dir, corpus, tmp_path, capfd):
     wide = build_tiny_sentence_transformer(tmp_path / "wide", tiny_tokenizer_dir, hidden=48)  # student: 32-d
     student = build_tiny_model("llama", tmp_path / "student", tiny_tokenizer_dir, layers=2)

@@ -114,9 +114,6 @@ class DistillConfig(TrainConfig):
                                     "all their cosines kept) and each text's student vector is trained towards its own "
                                     "(cosine); a wider teacher is first projected onto its principal directions.")
     scale: float = _opt(20.0, "For distill_loss=kl: similarities are multiplied by this before the softmax.")
-    similarity_weight: float = _opt(0.0, "For distill_loss=align: add this times 'mse' (the squared error of the in-batch "
-                                         "cosines), which weighs the fine structure among close texts that the per-text "
-                                         "cosine barely sees.")
     neighbours: int = _opt(3, "Each batch is built of seeds plus this many nearest neighbours of each (teacher "
                               "cosine), so that batches hold similar texts as well as unrelated ones (0: random batches).")
     instructions: str | None = _opt(None, "'|'-separated instructions; with instruction_probability a text is given one "
@@ -221,9 +218,6 @@ def validate(config: TrainConfig) -> None:
             raise ValueError("teacher is required")
         if config.distill_loss not in DISTILL_LOSSES:
             raise ValueError(f"distill_loss must be one of {', '.join(DISTILL_LOSSES)}, got {config.distill_loss!r}")
-        if config.similarity_weight < 0 or (config.similarity_weight and config.distill_loss != "align"):
-            raise ValueError(f"similarity_weight ({config.similarity_weight}) must be >= 0 and adds to distill_loss='align' "
-                             f"only, not {config.distill_loss!r}")
         if config.neighbours < 0 or config.teacher_batch_size < 1:
             raise ValueError("neighbours must be >= 0 and teacher_batch_size >= 1")
         if not 0 <= config.instruction_probability <= 1:

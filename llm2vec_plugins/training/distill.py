@@ -111,17 +111,13 @@ class DistillCollator:
 class DistillTrainer(EncoderTrainer):
     """EncoderTrainer with the similarity-matching loss and neighbourhood batches."""
 
-    def __init__(self, *args, distill_loss: str = "mse", scale: float = 20.0, neighbours: int = 3,
-                 similarity_weight: float = 0.0, **kwargs) -> None:
+    def __init__(self, *args, distill_loss: str = "mse", scale: float = 20.0, neighbours: int = 3, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.distill_loss, self.scale, self.neighbours = distill_loss, scale, neighbours
-        self.similarity_weight = similarity_weight
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         embeddings = self.embed(model, inputs["features"])
         loss = similarity_distill_loss(embeddings, inputs["teacher"], self.distill_loss, self.scale)
-        if self.similarity_weight:  # the rotated teacher keeps every cosine, so its pairs are the teacher's own
-            loss = loss + self.similarity_weight * similarity_distill_loss(embeddings, inputs["teacher"], "mse")
         return (loss, {"embeddings": embeddings}) if return_outputs else loss
 
     def train_batch_sampler(self) -> Sampler[list[int]]:
@@ -179,4 +175,4 @@ def train_distill(config: DistillConfig | None = None, **options) -> TrainResult
     if config.distill_loss == "align":
         collator.teacher = rotate_teacher(encoder, texts, vectors, config.seed)
     return fit(DistillTrainer, config, encoder, parts, rows, collator, distill_loss=config.distill_loss,
-               scale=config.scale, neighbours=config.neighbours, similarity_weight=config.similarity_weight)
+               scale=config.scale, neighbours=config.neighbours)
